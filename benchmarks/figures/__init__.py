@@ -1,0 +1,1 @@
+"""Scripts that regenerate the figures in ``docs/figures``."""

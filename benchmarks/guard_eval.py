@@ -1,0 +1,210 @@
+"""Measure a fitted guard, and put SAFEGEN and the baselines behind one calibrated interface.
+
+Run: ``python -m benchmarks.guard_eval --data mni152 --profile quick`` (fits, then measures).
+Used by the benchmark suite (:mod:`benchmarks.run`) and to produce the figures quoted in issue
+notes. :func:`artifact_suite` builds the artifact test cells (also used by the explanation
+benchmark); :class:`SafegenMethod` adapts a :class:`~safegen_guard.Guard` to the baseline
+interface; :func:`calibrate` gives every method its threshold and pixel threshold from the
+same real validation images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+
+import torch
+from sklearn.metrics import roc_auc_score
+
+from benchmarks.baselines.base import Baseline
+from safegen_guard.artifacts import inject, list_artifacts
+from safegen_guard.calibration import conformal_threshold
+from safegen_guard.config import GuardConfig
+from safegen_guard.data import load_dataset
+
+__all__ = [
+    "Calibrated",
+    "SafegenMethod",
+    "artifact_suite",
+    "calibrate",
+    "evaluate_detection",
+    "main",
+]
+
+
+def artifact_suite(
+    images: torch.Tensor, masks: torch.Tensor, seed: int, kinds: list[str] | None = None
+) -> list[dict]:
+    """Inject every kind at ``mild`` and ``strong`` into copies of ``images``.
+
+    Returns:
+        list of dicts with ``kind``, ``severity``, ``images`` ``[N,1,H,W]``, ``masks`` (GT).
+    """
+    suite = []
+    for i, kind in enumerate(kinds or list_artifacts()):
+        for j, severity in enumerate(("mild", "strong")):
+            g = torch.Generator().manual_seed(seed * 1000 + 10 * i + j)
+            x, gt = inject(images, kind, severity, g, foreground=masks)
+            suite.append({"kind": kind, "severity": severity, "images": x, "masks": gt})
+    return suite
+
+
+class SafegenMethod(Baseline):
+    """SAFEGEN's guard behind the baseline interface.
+
+    Image score: the guard's fused statistic ``T(x) = max_v z_v(x)`` (the p-value is a
+    monotone, saturating function of it, so ``T`` keeps the ranking finer for AUROC); map:
+    the verdict's ``anomaly_map``. Its thresholds are the guard's own calibration on the same
+    validation images (:meth:`own_calibration`).
+    """
+
+    name = "safegen"
+    label = "SAFEGEN (this library)"
+    reference = "SAFEGEN guard: multi-view autoencoder detector + conformal calibration"
+
+    def __init__(self, guard_config: GuardConfig, guard: object | None = None) -> None:
+        super().__init__(guard_config)
+        self.guard = guard
+
+    def fit(
+        self, train: torch.Tensor, val: torch.Tensor, budget_steps: int, seed: int
+    ) -> SafegenMethod:
+        """``Guard.fit(train, config, calibration_data=val)`` with ``max_steps=budget_steps``."""
+        from dataclasses import replace
+
+        from safegen_guard import Guard
+
+        cfg = replace(self.guard_config, max_steps=budget_steps, seed=seed)
+        self.guard = Guard.fit(train, cfg, calibration_data=val)
+        return self
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B]`` fused statistics and ``[B,1,H,W]`` anomaly maps in ``[0, 1)``."""
+        v = self.guard.evaluate(x)
+        names = list(v.view_scores)
+        stats = torch.stack([v.view_scores[n] for n in names], 1)
+        fused = self.guard.calibrator.standardise(stats).max(1).values
+        return torch.where(torch.isinf(v.score), torch.inf, fused), v.anomaly_map
+
+    def own_calibration(self) -> Calibrated:
+        """The guard's calibrated image threshold ``t*`` and pixel threshold (map > 0.5)."""
+        return Calibrated(float(self.guard.calibrator.threshold), 0.5)
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """Calibrated thresholds of one method.
+
+    Attributes:
+        threshold: Image threshold: flag iff ``score > threshold``.
+        pixel_threshold: Pixel threshold: mask iff ``map > pixel_threshold`` (``None``
+            for image-level methods).
+    """
+
+    threshold: float
+    pixel_threshold: float | None
+
+
+def calibrate(
+    method: Baseline,
+    val_images: torch.Tensor,
+    val_foreground: torch.Tensor,
+    false_reject_rate: float,
+    pixel_fpr: float,
+    seed: int = 0,
+) -> Calibrated:
+    """Calibrate a method on real validation images, identically for every baseline.
+
+    Image threshold: :func:`~safegen_guard.calibration.conformal_threshold` of the method's
+    scores on ``val_images`` ``[M,1,H,W]`` at ``false_reject_rate``. Pixel threshold: the
+    ``1 - pixel_fpr`` quantile of its maps on real foreground pixels (``val_foreground``
+    ``[M,1,H,W]`` bool; at most 2M pixels, fixed-seed subsample). SAFEGEN keeps its own
+    calibration, which is the same rule on (half of) the same images.
+    """
+    if isinstance(method, SafegenMethod):
+        return method.own_calibration()
+    scores, maps = method.score_chunked(val_images)
+    threshold = conformal_threshold(scores.float(), false_reject_rate)
+    if maps is None:
+        return Calibrated(threshold, None)
+    pix = maps[val_foreground.expand_as(maps)]
+    if pix.numel() > 2_000_000:
+        g = torch.Generator().manual_seed(seed)
+        pix = pix[torch.randperm(pix.numel(), generator=g)[:2_000_000]]
+    return Calibrated(threshold, float(torch.quantile(pix.float(), 1.0 - pixel_fpr)))
+
+
+def _dice(pred: torch.Tensor, gt: torch.Tensor) -> float:
+    inter = (pred & gt).flatten(1).sum(1).float()
+    denom = (pred.flatten(1).sum(1) + gt.flatten(1).sum(1)).float()
+    return float((2 * inter / denom.clamp_min(1)).mean())
+
+
+def evaluate_detection(guard, clean: torch.Tensor, suite: list[dict]) -> dict:
+    """AUROC (clean vs corrupted), per-view AUROC, Dice, and false-reject rate."""
+    v0 = guard.evaluate(clean)
+    out = {"false_reject_rate": float(v0.unsafe.float().mean()), "n_clean": len(clean), "cells": []}
+    for cell in suite:
+        v1 = guard.evaluate(cell["images"])
+        y = [0] * len(clean) + [1] * len(v1)
+        fused = torch.cat([v0.score, v1.score]).clamp_max(1e6).numpy()
+        views = {
+            n: round(roc_auc_score(y, torch.cat([v0.view_scores[n], v1.view_scores[n]]).numpy()), 3)
+            for n in v0.view_scores
+        }
+        out["cells"].append(
+            {
+                "kind": cell["kind"],
+                "severity": cell["severity"],
+                "auroc": round(roc_auc_score(y, fused), 3),
+                "detected": round(float(v1.unsafe.float().mean()), 3),
+                "dice": round(_dice(v1.mask, cell["masks"]), 3),
+                "view_auroc": views,
+            }
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Fit a guard on ``--data`` with ``--profile`` and print the measurements."""
+    from safegen_guard import Guard, GuardConfig
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data", default="mni152")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--size", type=int, default=None)
+    p.add_argument("--test-variants", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    overrides = {"image_size": args.size} if args.size else {}
+    cfg = GuardConfig.profile(args.profile, seed=args.seed, **overrides)
+    t0 = time.time()
+    guard = Guard.fit(args.data, cfg)
+    fit_s = time.time() - t0
+    test = load_dataset(
+        args.data, "test", cfg.image_size, variants=args.test_variants, seed=args.seed + 2
+    )
+    res = evaluate_detection(guard, test.images, artifact_suite(test.images, test.masks, 7))
+    t0 = time.time()
+    guard.evaluate(test.images.repeat(4, 1, 1, 1)[:512])
+    res["images_per_s"] = round(min(512, 4 * len(test)) / (time.time() - t0), 1)
+    res["fit_seconds"] = round(fit_s, 1)
+    print(f"fit {fit_s:.0f}s  FRR {res['false_reject_rate']:.3f}  {res['images_per_s']} img/s")
+    for c in res["cells"]:
+        best = max(c["view_auroc"], key=c["view_auroc"].get)
+        print(
+            f"{c['kind']:20s} {c['severity']:6s} auroc {c['auroc']:.3f} det {c['detected']:.2f}"
+            f" dice {c['dice']:.2f}  best view {best} {c['view_auroc'][best]:.3f}"
+        )
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(res, fh, indent=1)
+    return res
+
+
+if __name__ == "__main__":
+    main()

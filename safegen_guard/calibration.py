@@ -1,0 +1,272 @@
+"""Calibrated decisions from real held-out images only.
+
+The rule, in full (no anomalous image is ever needed):
+
+0. **Condition on anatomy (Mondrian calibration).** Scores depend on the anatomy in the slice
+   (measured: a single threshold gave 0-40 % false rejections depending on slice position).
+   Slice position is unknown for a generated image, but the share of the frame covered by
+   the head/body is not: images are put in ``n_bins`` bins by foreground fraction (bin edges
+   = quantiles of the real calibration images), and steps 1-3 run within each bin.
+1. **Standardise each view.** On real reference images (calibration half A) each view ``v``
+   gets a robust centre ``m_v`` (median) and scale ``s_v`` (1.4826 x MAD):
+   ``z_v(x) = (stat_v(x) - m_v) / s_v``.
+2. **Fuse.** The image statistic is ``T(x) = max_v z_v(x)``: an image is as suspicious as its
+   most suspicious view.
+3. **Calibrate.** On the other real half (B, ``n`` images) the split-conformal p-value is
+   ``p(x) = (1 + #{i : T_i >= T(x)}) / (n + 1)``, the share of real calibration images scoring
+   at least as high. ``unsafe = p <= alpha`` with ``alpha`` the requested false-reject rate;
+   for exchangeable real images ``P(unsafe) = floor(alpha (n + 1)) / (n + 1) <= alpha``
+   (``n`` counts the calibration images of the test image's bin).
+   Equivalently ``unsafe = T > t*`` with ``t*`` the ``(floor(alpha (n+1)))``-th largest
+   ``T_i``; the views with ``z_v > t*`` are the verdict's reasons.
+4. **Pixels.** Each view's map is divided by its 99th percentile on real foreground pixels;
+   the combined map is the pixel-wise maximum; ``tau`` is its ``1 - pixel_fpr`` quantile on
+   real foreground pixels. The reported map is ``a = c / (c + tau)`` in ``[0, 1)``, so the
+   mask ``a > 0.5`` is exactly ``c > tau``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from safegen_guard.errors import NotFittedError
+from safegen_guard.validation import check_probability
+
+__all__ = [
+    "conformal_p_values",
+    "conformal_threshold",
+    "robust_center_scale",
+    "Calibrator",
+]
+
+_MAX_QUANTILE_ELEMENTS = 2_000_000
+
+
+def conformal_p_values(reference: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Split-conformal p-values: share of reference scores at least as high.
+
+    Args:
+        reference: ``[n]`` statistics of real calibration images.
+        scores: ``[B]`` statistics to test (higher = more anomalous).
+
+    Returns:
+        ``[B]`` float64 p-values ``(1 + #{reference >= score}) / (n + 1)`` in ``(0, 1]``
+        (float64 so that ``p <= alpha`` agrees with Python floats at the boundary).
+
+    Example:
+        >>> conformal_p_values(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.5, 0.0]))
+        tensor([0.5000, 1.0000], dtype=torch.float64)
+    """
+    if reference.ndim != 1 or reference.numel() == 0:
+        shape = tuple(reference.shape)
+        raise ValueError(f"`reference` must be a non-empty 1-D tensor, got shape {shape}")
+    ge = (reference[None, :] >= scores[:, None]).sum(1)
+    return (1.0 + ge.to(torch.float64)) / (reference.numel() + 1.0)
+
+
+def conformal_threshold(reference: torch.Tensor, alpha: float) -> float:
+    """The statistic threshold ``t*`` with ``score > t*  <=>  p-value <= alpha``.
+
+    Args:
+        reference: ``[n]`` statistics of real calibration images.
+        alpha: Requested false-reject rate in ``(0, 1)``.
+
+    Returns:
+        ``t*``, the ``floor(alpha (n+1))``-th largest reference statistic.
+
+    Raises:
+        ValueError: ``n`` is too small for ``alpha`` (``floor(alpha (n+1)) < 1``): no image
+            could ever be rejected.
+
+    Example:
+        >>> conformal_threshold(torch.arange(1.0, 20.0), 0.1)
+        18.0
+    """
+    alpha = check_probability(alpha, "false_reject_rate")
+    n = reference.numel()
+    k = math.floor(alpha * (n + 1) + 1e-9)
+    if k < 1:
+        need = math.ceil(1 / alpha) - 1
+        raise ValueError(
+            f"a false-reject rate of {alpha} needs at least {need} real calibration images, got {n}"
+        )
+    return float(reference.sort(descending=True).values[k - 1])
+
+
+def robust_center_scale(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Median and 1.4826 x MAD along dim 0 (scale floored at 1e-6 of the median's size).
+
+    Args:
+        values: ``[n, V]`` statistics.
+
+    Returns:
+        ``([V], [V])`` centre and scale.
+    """
+    center = values.median(0).values
+    mad = (values - center).abs().median(0).values * 1.4826
+    floor = 1e-6 * center.abs().clamp_min(1.0)
+    return center, torch.maximum(mad, floor)
+
+
+def _quantile(values: torch.Tensor, q: float, generator: torch.Generator) -> float:
+    """Quantile of a possibly huge 1-D tensor (deterministic subsample past 2M elements)."""
+    if values.numel() > _MAX_QUANTILE_ELEMENTS:
+        idx = torch.randperm(values.numel(), generator=generator)[:_MAX_QUANTILE_ELEMENTS]
+        values = values[idx]
+    return float(torch.quantile(values.float(), q))
+
+
+class Calibrator(nn.Module):
+    """Holds every calibrated quantity as a buffer (saved with the guard).
+
+    Args:
+        view_names: Names of the views, in the column order of the statistics.
+        false_reject_rate: Requested image false-reject rate ``alpha`` on real images.
+        pixel_fpr: Requested pixel false-positive rate on real foreground pixels.
+        n_bins: Number of Mondrian bins (by foreground fraction); 1 disables conditioning.
+    """
+
+    def __init__(
+        self, view_names: list[str], false_reject_rate: float, pixel_fpr: float, n_bins: int = 1
+    ) -> None:
+        super().__init__()
+        self.view_names = list(view_names)
+        self.alpha = check_probability(false_reject_rate, "false_reject_rate")
+        self.pixel_fpr = check_probability(pixel_fpr, "pixel_fpr")
+        if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+            raise ValueError(f"`n_bins` must be a positive int, got {n_bins!r}")
+        v = len(view_names)
+        self.register_buffer("bin_edges", torch.zeros(n_bins - 1))
+        self.register_buffer("center", torch.zeros(n_bins, v))
+        self.register_buffer("scale", torch.ones(n_bins, v))
+        self.register_buffer("cal_fused", torch.zeros(0))
+        self.register_buffer("cal_bin", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("cal_z", torch.zeros(0, v))
+        self.register_buffer("map_scale", torch.ones(v))
+        self.register_buffer("tau", torch.ones(()))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        # Calibration buffers are sized by the calibration data: take the saved shapes.
+        for name in ("bin_edges", "center", "scale", "cal_fused", "cal_bin", "cal_z", "map_scale"):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def n_bins(self) -> int:
+        """Number of Mondrian bins."""
+        return int(self.center.shape[0])
+
+    def assign_bins(self, condition: torch.Tensor) -> torch.Tensor:
+        """``[B]`` conditioning values (foreground fraction) -> ``[B]`` bin indices."""
+        return torch.bucketize(condition.float(), self.bin_edges)
+
+    def standardise(self, stats: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """``[B, V]`` raw statistics -> ``[B, V]`` robust z-scores of each image's bin."""
+        return (stats - self.center[bins]) / self.scale[bins]
+
+    def fit_images(
+        self,
+        stats_a: torch.Tensor,
+        stats_b: torch.Tensor,
+        cond_a: torch.Tensor,
+        cond_b: torch.Tensor,
+    ) -> None:
+        """Fit on two halves of real calibration images.
+
+        Args:
+            stats_a: ``[nA, V]`` statistics of half A (standardisation).
+            stats_b: ``[nB, V]`` statistics of half B (conformal reference).
+            cond_a: ``[nA]`` conditioning values (foreground fraction) of half A.
+            cond_b: ``[nB]`` conditioning values of half B.
+
+        Raises:
+            ValueError: a bin holds too few images for the requested false-reject rate.
+        """
+        k = self.n_bins
+        qs = torch.linspace(0, 1, k + 1)[1:-1]
+        self.bin_edges = torch.quantile(torch.cat([cond_a, cond_b]).float(), qs)
+        bins_a, bins_b = self.assign_bins(cond_a), self.assign_bins(cond_b)
+        center, scale = torch.zeros(k, stats_a.shape[1]), torch.ones(k, stats_a.shape[1])
+        for b in range(k):
+            center[b], scale[b] = robust_center_scale(stats_a[bins_a == b].float())
+        self.center, self.scale = center, scale
+        self.cal_bin = bins_b
+        self.cal_z = self.standardise(stats_b.float(), bins_b)
+        self.cal_fused = self.cal_z.max(1).values
+        for b in range(k):
+            conformal_threshold(self.cal_fused[bins_b == b], self.alpha)  # raises if too few
+        self.fitted.fill_(True)
+
+    def fit_pixels(self, maps: torch.Tensor, foreground: torch.Tensor, seed: int = 0) -> None:
+        """Fit per-view map scales and ``tau`` on real images.
+
+        Args:
+            maps: ``[n, M, H, W]`` per-view maps of real calibration images.
+            foreground: ``[n, 1, H, W]`` bool foreground.
+            seed: Seed of the subsample used for huge quantiles.
+        """
+        g = torch.Generator().manual_seed(seed)
+        fg = foreground.expand_as(maps)
+        scales = [max(_quantile(maps[:, v][fg[:, v]], 0.99, g), 1e-6) for v in range(maps.shape[1])]
+        self.map_scale = torch.tensor(scales)
+        combined = self.combine_maps(maps, raw=True)
+        self.tau = torch.tensor(max(_quantile(combined[foreground], 1.0 - self.pixel_fpr, g), 1e-6))
+
+    def combine_maps(self, maps: torch.Tensor, raw: bool = False) -> torch.Tensor:
+        """``[B, M, H, W]`` maps -> ``[B, 1, H, W]`` combined map (``c / (c + tau)`` unless raw)."""
+        c = (maps / self.map_scale[None, :, None, None]).amax(1, keepdim=True)
+        return c if raw else c / (c + self.tau)
+
+    def thresholds(self) -> torch.Tensor:
+        """``[n_bins]`` fused-statistic thresholds ``t*`` (``unsafe`` iff ``T > t*`` of its bin)."""
+        self._require_fitted()
+        return torch.tensor(
+            [
+                conformal_threshold(self.cal_fused[self.cal_bin == b], self.alpha)
+                for b in range(self.n_bins)
+            ]
+        )
+
+    def decide(self, stats: torch.Tensor, condition: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Turn raw view statistics ``[B, V]`` into calibrated decisions.
+
+        Args:
+            stats: ``[B, V]`` raw view statistics.
+            condition: ``[B]`` conditioning values (foreground fraction).
+
+        Returns:
+            dict with ``z`` ``[B, V]``, ``fused`` ``[B]``, ``p_value`` ``[B]`` (float64),
+            ``unsafe`` ``[B]`` bool, ``fired`` ``[B, V]`` bool, ``view_p`` ``[B, V]`` and
+            ``bin`` ``[B]``.
+        """
+        self._require_fitted()
+        bins = self.assign_bins(condition)
+        z = self.standardise(stats.float(), bins)
+        fused = z.max(1).values
+        p = torch.ones(len(fused), dtype=torch.float64)
+        view_p = torch.ones(z.shape, dtype=torch.float64)
+        for b in range(self.n_bins):
+            sel, ref = bins == b, self.cal_bin == b
+            if bool(sel.any()):
+                p[sel] = conformal_p_values(self.cal_fused[ref], fused[sel])
+                for v in range(z.shape[1]):
+                    view_p[sel, v] = conformal_p_values(self.cal_z[ref, v], z[sel, v])
+        t = self.thresholds()[bins]
+        return {
+            "z": z,
+            "fused": fused,
+            "p_value": p,
+            "unsafe": fused > t,
+            "fired": z > t[:, None],
+            "view_p": view_p,
+            "bin": bins,
+        }
+
+    def _require_fitted(self) -> None:
+        if not bool(self.fitted):
+            raise NotFittedError("the calibrator is not fitted; call Guard.fit first")

@@ -1,0 +1,136 @@
+"""`GuardConfig`: every setting of a guard, as plain JSON-able data, with profiles."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from safegen_guard.detector.views import VIEW_NAMES
+from safegen_guard.validation import check_choice, check_positive_int, check_probability
+
+__all__ = ["GuardConfig", "PROFILES"]
+
+PROFILES = ("tiny", "quick", "full")
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """Settings of :class:`~safegen_guard.Guard` (saved as JSON next to the weights).
+
+    Use :meth:`profile` for the presets: ``tiny`` (tests, seconds), ``quick`` (2 CPU cores,
+    minutes) and ``full`` (GPU; the design's 5-level U-Net at 128 px).
+
+    Attributes:
+        image_size: Height = width of the images the guard scores.
+        channels: Image channels.
+        base_channels: Autoencoder channels at full resolution (doubled per level).
+        levels: Autoencoder resolution levels.
+        latent_dim: Dense latent size.
+        max_steps: Optimiser steps of autoencoder training.
+        batch_size: Training batch size.
+        learning_rate: Adam learning rate.
+        coarse_noise_std: Std of the coarse denoising noise added to training inputs.
+        coarse_noise_res: Resolution of that noise before bilinear up-sampling.
+        views: Detector views to use (see :mod:`safegen_guard.detector.views`).
+        false_reject_rate: Requested share of real images rejected (image level).
+        pixel_fpr: Requested share of real foreground pixels in the mask.
+        calibration_bins: Mondrian bins by foreground fraction (see ``calibration``).
+        train_variants: Acquisition draws per training slice (named datasets only).
+        calibration_variants: Acquisition draws per calibration slice (named datasets only).
+        accelerator: Lightning accelerator for training (``"auto"`` uses a GPU if present).
+        score_batch_size: Images per chunk in ``evaluate`` (bounds memory).
+        seed: Seed of training, data draws and calibration splits.
+        progress: Show progress bars.
+    """
+
+    image_size: int = 64
+    channels: int = 1
+    base_channels: int = 8
+    levels: int = 5
+    latent_dim: int = 256
+    max_steps: int = 1500
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    coarse_noise_std: float = 0.2
+    coarse_noise_res: int = 16
+    views: tuple[str, ...] = field(default=VIEW_NAMES)
+    false_reject_rate: float = 0.05
+    pixel_fpr: float = 0.005
+    calibration_bins: int = 3
+    train_variants: int = 8
+    calibration_variants: int = 32
+    accelerator: str = "auto"
+    score_batch_size: int = 128
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "image_size",
+            "channels",
+            "base_channels",
+            "levels",
+            "latent_dim",
+            "max_steps",
+            "batch_size",
+            "coarse_noise_res",
+            "train_variants",
+            "calibration_variants",
+            "score_batch_size",
+        ):
+            check_positive_int(getattr(self, name), name)
+        check_probability(self.false_reject_rate, "false_reject_rate")
+        check_probability(self.pixel_fpr, "pixel_fpr")
+        if not self.views:
+            raise ValueError("`views` must name at least one view, got an empty tuple")
+        for v in self.views:
+            check_choice(v, "views", VIEW_NAMES)
+        object.__setattr__(self, "views", tuple(self.views))
+
+    @classmethod
+    def profile(cls, name: str, **overrides: Any) -> GuardConfig:
+        """Return a preset (``tiny``, ``quick``, ``full``) with optional overrides."""
+        check_choice(name, "profile", PROFILES)
+        presets: dict[str, dict[str, Any]] = {
+            "tiny": dict(
+                image_size=32,
+                base_channels=8,
+                levels=3,
+                latent_dim=32,
+                max_steps=30,
+                batch_size=16,
+                train_variants=2,
+                calibration_variants=8,
+                progress=False,
+            ),
+            "quick": {},
+            "full": dict(
+                image_size=128,
+                base_channels=32,
+                levels=5,
+                max_steps=20000,
+                batch_size=16,
+                learning_rate=1e-4,
+                train_variants=16,
+                calibration_variants=32,
+            ),
+        }
+        return replace(cls(**presets[name]), **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON-able)."""
+        d = asdict(self)
+        d["views"] = list(self.views)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GuardConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown GuardConfig field(s) {unknown}")
+        d = dict(data)
+        if "views" in d:
+            d["views"] = tuple(d["views"])
+        return cls(**d)

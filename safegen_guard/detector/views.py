@@ -1,0 +1,296 @@
+"""Detector views: each turns an image batch into an image statistic and a pixel map.
+
+A *view* looks at one kind of evidence. The measurements behind issue #3 showed that no single
+reconstruction score detects every artifact (blur and Gibbs ringing make images *easier* to
+reconstruct; mild noise passes through skips), so SAFEGEN combines:
+
+========== ============================================================== =========== ======
+view       statistic (higher = more anomalous)                            learned     map
+========== ============================================================== =========== ======
+recon      top-1% mean of the smoothed bottleneck residual |x - G(E(x))|  autoencoder yes
+denoise    top-1% mean of the smoothed skip-path residual                 autoencoder yes
+noise      |z| of the global noise level (Immerkaer) vs real scans        reference   yes
+texture    top-1% |log| local/global noise ratio (local noise or blur)    reference   yes
+spectrum   top-k positive z of the log power spectrum (spikes, patterns)  reference   yes
+sharpness  largest high-frequency deficit over 8 orientations (blur)      reference   no
+ring       largest |z| of the angular-mean high-pass profile (rings)      reference   yes
+========== ============================================================== =========== ======
+
+Every reference statistic is a registered buffer fitted on real images only (``fit``), so it is
+saved with the guard. Views never see anomalous images.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from safegen_guard.detector import ops
+
+__all__ = ["ScoringContext", "View", "build_views", "VIEW_NAMES"]
+
+_EPS = 1e-6
+
+
+class ScoringContext:
+    """Everything views share for one batch, computed once.
+
+    Attributes:
+        x: ``[B, 1, H, W]`` images in ``[0, 1]``.
+        recon: ``[B, 1, H, W]`` bottleneck-path reconstruction.
+        denoised: ``[B, 1, H, W]`` skip-path reconstruction.
+        foreground: ``[B, 1, H, W]`` bool, foreground of the reconstruction (robust to holes).
+    """
+
+    def __init__(self, x: torch.Tensor, recon: torch.Tensor, denoised: torch.Tensor) -> None:
+        self.x = x
+        self.recon = recon
+        self.denoised = denoised
+        self.foreground = ops.estimate_foreground(recon)
+        self._noise: torch.Tensor | None = None
+
+    @property
+    def local_noise(self) -> torch.Tensor:
+        """``[B, 1, H, W]`` local noise std map of ``x`` (window scales with image size)."""
+        if self._noise is None:
+            self._noise = ops.local_noise_std(self.x, _window(self.x))
+        return self._noise
+
+
+def _window(x: torch.Tensor) -> int:
+    return max(3, (x.shape[-1] // 10) | 1)
+
+
+def _top_mean(m: torch.Tensor, fg: torch.Tensor, frac: float = 0.01) -> torch.Tensor:
+    """Mean of the top ``frac`` of foreground pixels of ``m`` per image -> ``[B]``."""
+    v = torch.where(fg, m, torch.zeros_like(m)).flatten(1)
+    k = max(1, int(frac * v.shape[1]))
+    return v.topk(k, dim=1).values.mean(1)
+
+
+def _global_noise(ctx: ScoringContext) -> torch.Tensor:
+    """Median local noise over the foreground -> ``[B]``."""
+    n = torch.where(ctx.foreground, ctx.local_noise, torch.full_like(ctx.local_noise, math.nan))
+    return n.flatten(1).nanmedian(1).values.clamp_min(_EPS)
+
+
+class View(nn.Module):
+    """Base class: ``fit`` learns reference statistics, ``forward`` scores a batch."""
+
+    name: str = "view"
+    has_map: bool = True
+
+    def fit(self, ctx: ScoringContext) -> None:
+        """Learn reference statistics from real images (default: nothing to learn)."""
+
+    def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return the image statistic ``[B]`` and pixel map ``[B, 1, H, W]`` (or ``None``)."""
+        raise NotImplementedError
+
+
+class ResidualView(View):
+    """Smoothed absolute residual between the image and a reconstruction."""
+
+    def __init__(self, name: str, attr: str, sigma: float = 1.0) -> None:
+        super().__init__()
+        self.name, self.attr, self.sigma = name, attr, sigma
+
+    def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-1% mean of ``blur(|x - recon|)`` over the foreground, and the map."""
+        m = ops.gaussian_blur((ctx.x - getattr(ctx, self.attr)).abs(), self.sigma)
+        m = m * ctx.foreground
+        return _top_mean(m, ctx.foreground), m
+
+
+class NoiseLevelView(View):
+    """Two-sided z-score of the global noise level against real scans."""
+
+    name = "noise"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("log_mu", torch.zeros(()))
+        self.register_buffer("log_sd", torch.ones(()))
+
+    def fit(self, ctx: ScoringContext) -> None:
+        """Fit mean/std of the log global noise level on real images."""
+        g = _global_noise(ctx).log()
+        self.log_mu.copy_(g.mean())
+        self.log_sd.copy_(g.std().clamp_min(1e-3))
+
+    def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """``|log sigma - mu| / sd`` and the map ``|log(local / exp(mu))| / sd`` on foreground."""
+        z = ((_global_noise(ctx).log() - self.log_mu) / self.log_sd).abs()
+        local = ops.gaussian_blur(ctx.local_noise, 1.0).clamp_min(_EPS).log()
+        m = ((local - self.log_mu) / self.log_sd).abs() * ctx.foreground
+        return z, m
+
+
+class TextureView(View):
+    """Local noise inconsistency: ``|log(local noise / global noise)|`` (local noise or blur)."""
+
+    name = "texture"
+
+    def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-1% mean of the smoothed absolute log ratio over the foreground, and the map."""
+        ratio = (ctx.local_noise.clamp_min(_EPS) / _global_noise(ctx)[:, None, None, None]).log()
+        m = ops.gaussian_blur(ratio, 1.0).abs() * ctx.foreground
+        return _top_mean(m, ctx.foreground), m
+
+
+class SpectrumView(View):
+    """Per-frequency z-score of the log power spectrum against real scans (peaks)."""
+
+    name = "spectrum"
+
+    def __init__(self, size: int, top_k: int = 4, z_map: float = 4.0) -> None:
+        super().__init__()
+        self.top_k, self.z_map = top_k, z_map
+        self.register_buffer("mu", torch.zeros(size, size))
+        self.register_buffer("sd", torch.ones(size, size))
+
+    @staticmethod
+    def _log_power(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spec = torch.fft.fft2(x[:, 0] - x.mean(dim=(-2, -1))[:, 0, None, None])
+        return (spec.abs() ** 2 + 1e-8).log(), spec
+
+    def fit(self, ctx: ScoringContext) -> None:
+        """Fit per-frequency mean and std of the log power spectrum."""
+        p, _ = self._log_power(ctx.x)
+        self.mu.copy_(p.mean(0))
+        self.sd.copy_(p.std(0).clamp_min(0.1))
+
+    def zmap(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``[B, H, W]`` spectral z-scores (DC zeroed) and the complex spectrum."""
+        p, spec = self._log_power(x)
+        z = (p - self.mu) / self.sd
+        z[:, 0, 0] = 0.0
+        return z, spec
+
+    def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean of the ``top_k`` spectral z-scores, and the image-space map of the excess."""
+        z, spec = self.zmap(ctx.x)
+        score = z.flatten(1).topk(self.top_k, dim=1).values.mean(1)
+        excess = torch.fft.ifft2(spec * (z > self.z_map)).real.abs()[:, None]
+        m = ops.gaussian_blur(excess, 1.0) * ctx.foreground
+        return score, m
+
+
+class SharpnessView(View):
+    """Directional high-frequency deficit (motion blur) relative to the image's own mean.
+
+    The high band (0.18-0.5 cycles/pixel) of the power spectrum is split into 8 orientations.
+    Each orientation's log energy minus the image's mean over orientations is independent of
+    the overall noise level; a motion blur removes energy along one orientation only.
+    """
+
+    name = "sharpness"
+    has_map = False
+
+    def __init__(self, size: int, sectors: int = 8) -> None:
+        super().__init__()
+        fy = torch.fft.fftfreq(size)[:, None].expand(size, size)
+        fx = torch.fft.fftfreq(size)[None, :].expand(size, size)
+        radius = torch.sqrt(fx**2 + fy**2)
+        angle = torch.remainder(torch.atan2(fy, fx), math.pi)
+        sector = (angle / math.pi * sectors).long().clamp_max(sectors - 1)
+        band = (radius > 0.18) & (radius < 0.5)
+        onehot = F.one_hot(sector, sectors).float() * band[..., None]
+        self.register_buffer("weights", onehot / onehot.sum((0, 1)).clamp_min(1))
+        self.register_buffer("mu", torch.zeros(sectors))
+        self.register_buffer("sd", torch.ones(sectors))
+
+    def _deviation(self, x: torch.Tensor) -> torch.Tensor:
+        power = torch.fft.fft2(x[:, 0]).abs() ** 2
+        energy = torch.einsum("bhw,hws->bs", power, self.weights).clamp_min(1e-12).log()
+        return energy - energy.mean(1, keepdim=True)
+
+    def fit(self, ctx: ScoringContext) -> None:
+        """Fit mean/std of the per-orientation deviation on real images."""
+        d = self._deviation(ctx.x)
+        self.mu.copy_(d.mean(0))
+        self.sd.copy_(d.std(0).clamp_min(1e-3))
+
+    def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, None]:
+        """Largest standardised energy deficit over orientations -> ``[B]``."""
+        z = (self._deviation(ctx.x) - self.mu) / self.sd
+        return (-z).max(1).values, None
+
+
+class RingView(View):
+    """Concentric structure around the image centre (CT detector rings, MRI wrap rings).
+
+    Statistic: the angular *median* of the high-pass image ``x - blur(x, 1.5)`` at each
+    integer radius, standardised per radius on real images; the largest ``|z|`` over radii.
+    A ring covers the whole circle, so the median sees it; anatomical edges (the skull, the
+    ventricles) cover only part of any circle and are ignored by the median, which keeps the
+    statistic stable across slice positions.
+    """
+
+    name = "ring"
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        r = ops.radial_index(size, size).flatten()
+        self.n_radii = int(size // 2)
+        counts = torch.bincount(r, minlength=self.n_radii)[: self.n_radii]
+        index = torch.zeros(self.n_radii, int(counts.max()), dtype=torch.long)
+        valid = torch.zeros_like(index, dtype=torch.bool)
+        for rad in range(self.n_radii):
+            pix = (r == rad).nonzero().flatten()
+            index[rad, : len(pix)], valid[rad, : len(pix)] = pix, True
+        self.register_buffer("index", index)
+        self.register_buffer("valid", valid)
+        self.register_buffer("radius", r.view(size, size).clamp_max(self.n_radii - 1))
+        self.register_buffer("mu", torch.zeros(self.n_radii))
+        self.register_buffer("sd", torch.ones(self.n_radii))
+
+    def _profile(self, x: torch.Tensor) -> torch.Tensor:
+        h = (x - ops.gaussian_blur(x, 1.5))[:, 0].flatten(1)
+        rings = h[:, self.index]  # [B, R, K]
+        rings = torch.where(self.valid, rings, torch.full_like(rings, math.nan))
+        return rings.nanmedian(dim=2).values
+
+    def fit(self, ctx: ScoringContext) -> None:
+        """Fit per-radius mean and std of the angular-median high-pass profile."""
+        p = self._profile(ctx.x)
+        self.mu.copy_(p.mean(0))
+        self.sd.copy_(p.std(0).clamp_min(1e-4))
+
+    def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """Largest ``|z|`` over radii 2..S/2-1, and a map lighting the deviating radii."""
+        z = ((self._profile(ctx.x) - self.mu) / self.sd).abs()
+        z[:, :2] = 0.0
+        m = z[:, self.radius][:, None] * ctx.foreground
+        return z.max(1).values, m
+
+
+VIEW_NAMES: tuple[str, ...] = (
+    "recon",
+    "denoise",
+    "noise",
+    "texture",
+    "spectrum",
+    "sharpness",
+    "ring",
+)
+
+
+def build_views(names: tuple[str, ...] | list[str], size: int) -> nn.ModuleDict:
+    """Instantiate the named views for ``size x size`` images (order: as in ``VIEW_NAMES``)."""
+    unknown = sorted(set(names) - set(VIEW_NAMES))
+    if unknown:
+        raise ValueError(f"unknown view(s) {unknown}; choose from {list(VIEW_NAMES)}")
+    factories = {
+        "recon": lambda: ResidualView("recon", "recon", 1.0),
+        "denoise": lambda: ResidualView("denoise", "denoised", 1.0),
+        "noise": NoiseLevelView,
+        "texture": TextureView,
+        "spectrum": lambda: SpectrumView(size),
+        "sharpness": lambda: SharpnessView(size),
+        "ring": lambda: RingView(size),
+    }
+    return nn.ModuleDict({n: factories[n]() for n in VIEW_NAMES if n in names})

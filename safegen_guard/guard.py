@@ -1,0 +1,289 @@
+"""`Guard`: fit on real scans, then turn generated batches into calibrated verdicts."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from safegen_guard import checkpoint
+from safegen_guard.calibration import Calibrator
+from safegen_guard.config import GuardConfig
+from safegen_guard.data.dataset import SliceDataset
+from safegen_guard.detector.autoencoder import AutoencoderConfig
+from safegen_guard.detector.detector import Detector
+from safegen_guard.detector.training import train_autoencoder
+from safegen_guard.errors import CheckpointError, NotFittedError
+from safegen_guard.validation import check_images
+from safegen_guard.verdict import Verdict
+
+__all__ = ["Guard"]
+
+log = logging.getLogger(__name__)
+
+RealData = SliceDataset | torch.Tensor | str | Path
+
+
+class Guard(nn.Module):
+    """The object every integration holds: detector + calibration, one ``evaluate`` verb.
+
+    Build one with :meth:`fit` (trains on real images only) or :meth:`load`.
+
+    Example:
+        >>> guard = Guard.fit("mni152", GuardConfig.profile("quick"))  # doctest: +SKIP
+        >>> verdict = guard.evaluate(images)  # [B, 1, 64, 64] in [0, 1]  # doctest: +SKIP
+        >>> verdict.unsafe, verdict.p_value, verdict.mask  # doctest: +SKIP
+    """
+
+    def __init__(self, config: GuardConfig, data_fingerprint: str = "") -> None:
+        super().__init__()
+        self.config = config
+        self.data_fingerprint = data_fingerprint
+        ae = AutoencoderConfig(
+            image_size=config.image_size,
+            channels=config.channels,
+            base_channels=config.base_channels,
+            levels=config.levels,
+            latent_dim=config.latent_dim,
+            groups=min(8, config.base_channels),
+        )
+        self.detector = Detector(ae, config.views)
+        self.calibrator = Calibrator(
+            self.detector.view_names,
+            config.false_reject_rate,
+            config.pixel_fpr,
+            n_bins=config.calibration_bins,
+        )
+        self.explainer: nn.Module | None = None
+        self._fingerprint = ""
+        self.eval()
+
+    def attach_explainer(self, explainer: nn.Module | None) -> Guard:
+        """Attach a fitted explainer (see :mod:`safegen_guard.explain`); saved with the guard.
+
+        The explainer must provide ``config_dict() -> dict``, a classmethod
+        ``from_config(dict)`` and ``explain(guard, x, verdict, methods) -> dict`` returning
+        any of ``gradcam``, ``shap``, ``heatmap``, ``mask`` (``[B, 1, H, W]``).
+        """
+        self.explainer = explainer
+        self._fingerprint = ""
+        return self
+
+    # ------------------------------------------------------------------ fitting
+    @classmethod
+    def fit(
+        cls,
+        real_data: RealData,
+        config: GuardConfig | None = None,
+        *,
+        calibration_data: SliceDataset | torch.Tensor | None = None,
+    ) -> Guard:
+        """Train the detector on real images and calibrate it on held-out real images.
+
+        Args:
+            real_data: A dataset name (``"mni152"``, ``"ct_phantom"``) or path, whose
+                ``train`` split trains and ``val`` split calibrates; or a ``SliceDataset`` /
+                ``[N, C, H, W]`` tensor of real training images in ``[0, 1]``.
+            config: Settings; default ``GuardConfig.profile("quick")``.
+            calibration_data: Real held-out images for calibration. Required when
+                ``real_data`` is a tensor or dataset (never taken from the training images).
+
+        Returns:
+            A fitted guard in eval mode.
+        """
+        from safegen_guard.guard_fit import load_fit_data
+
+        config = config or GuardConfig.profile("quick")
+        train, cal, fingerprint = load_fit_data(real_data, calibration_data, config)
+        guard = cls(config, data_fingerprint=fingerprint)
+        log.info("training the autoencoder on %d real images", len(train))
+        train_autoencoder(
+            guard.detector.autoencoder,
+            train,
+            max_steps=config.max_steps,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            noise_std=config.coarse_noise_std,
+            noise_res=config.coarse_noise_res,
+            seed=config.seed,
+            accelerator=config.accelerator,
+            progress=config.progress,
+        )
+        guard.calibrate(train, cal)
+        return guard
+
+    @torch.no_grad()
+    def calibrate(self, reference: torch.Tensor, calibration: torch.Tensor) -> Guard:
+        """Fit view references on ``reference`` and calibrate on ``calibration`` (both real).
+
+        ``calibration`` is split deterministically in two halves (even/odd positions): half A
+        standardises the views, half B sets the conformal p-values and the pixel threshold.
+        """
+        self.eval()
+        check_images(
+            calibration,
+            name="calibration",
+            channels=self.config.channels,
+            size=self.config.image_size,
+        )
+        self.detector.fit_views(reference[: 4 * self.config.score_batch_size])
+        stats, maps, fg = self._score_chunks(calibration)
+        cond = fg.flatten(1).float().mean(1)
+        half_a, half_b = slice(0, None, 2), slice(1, None, 2)
+        self.calibrator.fit_images(stats[half_a], stats[half_b], cond[half_a], cond[half_b])
+        self.calibrator.fit_pixels(maps[half_b], fg[half_b], seed=self.config.seed)
+        self._fingerprint = ""
+        return self
+
+    # --------------------------------------------------------------- evaluation
+    def evaluate(
+        self,
+        x: torch.Tensor,
+        *,
+        explain: bool | tuple[str, ...] = False,
+        batch_size: int | None = None,
+    ) -> Verdict:
+        """Score a batch of generated images.
+
+        Args:
+            x: ``[B, C, H, W]`` float images in ``[0, 1]`` with ``C`` and ``H = W`` as the
+                guard was fitted. NaN/Inf images are verdicts (unsafe, ``"non_finite"``).
+            explain: ``False`` (default, fastest), ``True`` for every explanation the attached
+                explainer offers, or a tuple of names such as ``("gradcam",)``. Needs an
+                explainer (:meth:`attach_explainer`).
+            batch_size: Images per internal chunk (default ``config.score_batch_size``).
+
+        Returns:
+            A :class:`Verdict` on the CPU.
+
+        Raises:
+            TypeError: ``x`` is not a tensor.
+            InputValidationError: wrong rank, dtype, channels, size, range or empty batch.
+        """
+        check_images(
+            x, channels=self.config.channels, size=self.config.image_size, allow_non_finite=True
+        )
+        x = x.detach().to("cpu", torch.float32)
+        finite = torch.isfinite(x).flatten(1).all(1)
+        clean = torch.where(finite[:, None, None, None], x, torch.zeros_like(x))
+        with torch.inference_mode(False), torch.no_grad():
+            stats, maps, fg = self._score_chunks(clean.clone(), batch_size)
+        verdict = self._verdict(stats, maps, fg.flatten(1).float().mean(1), finite)
+        if explain:
+            verdict = self._explain(clean, verdict, explain)
+        return verdict
+
+    def _explain(self, x: torch.Tensor, verdict: Verdict, explain: bool | tuple) -> Verdict:
+        if self.explainer is None:
+            raise NotFittedError(
+                "explanations need a fitted explainer: see safegen_guard.explain "
+                "(fit one and call guard.attach_explainer), got a guard without one"
+            )
+        methods = None if explain is True else tuple(explain)
+        extra = self.explainer.explain(self, x, verdict, methods)
+        return dataclasses.replace(verdict, **extra)
+
+    def _score_chunks(
+        self, x: torch.Tensor, batch_size: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        size = batch_size or self.config.score_batch_size
+        outs = [self.detector.score(chunk) for chunk in x.split(size)]
+        return tuple(torch.cat(parts) for parts in zip(*outs))  # type: ignore[return-value]
+
+    def _verdict(
+        self, stats: torch.Tensor, maps: torch.Tensor, cond: torch.Tensor, finite: torch.Tensor
+    ) -> Verdict:
+        d = self.calibrator.decide(stats, cond)
+        names = self.detector.view_names
+        unsafe = d["unsafe"] | ~finite
+        p_value = torch.where(finite, d["p_value"], torch.zeros_like(d["p_value"]))
+        score = torch.where(
+            finite, -torch.log10(p_value.clamp_min(1e-12)), torch.full_like(p_value, float("inf"))
+        )
+        amap = self.calibrator.combine_maps(maps)
+        amap = torch.where(finite[:, None, None, None], amap, torch.ones_like(amap))
+        reasons = []
+        for i in range(len(finite)):
+            if not bool(finite[i]):
+                reasons.append(("non_finite",))
+            else:
+                reasons.append(tuple(n for n, f in zip(names, d["fired"][i]) if bool(f)))
+        return Verdict(
+            score=score,
+            p_value=p_value,
+            unsafe=unsafe,
+            anomaly_map=amap,
+            mask=amap > 0.5,
+            reasons=reasons,
+            view_scores={n: stats[:, i] for i, n in enumerate(names)},
+            view_p_values={n: d["view_p"][:, i] for i, n in enumerate(names)},
+            threshold=self.calibrator.alpha,
+            guard_fingerprint=self.fingerprint,
+        )
+
+    # -------------------------------------------------------------- persistence
+    @property
+    def fingerprint(self) -> str:
+        """16-hex SHA-256 of the guard's tensors and configuration (in every verdict)."""
+        if not self._fingerprint:
+            h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+            for k, v in sorted(self.state_dict().items()):
+                h.update(k.encode())
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    def save(self, directory: str | Path) -> Path:
+        """Save to ``directory`` (``guard.json`` + ``guard.safetensors``), atomically."""
+        meta = {
+            "config": self.config.to_dict(),
+            "views": self.detector.view_names,
+            "data_fingerprint": self.data_fingerprint,
+            "guard_fingerprint": self.fingerprint,
+        }
+        if self.explainer is not None:
+            cls_ = type(self.explainer)
+            meta["explainer"] = {
+                "class": f"{cls_.__module__}.{cls_.__qualname__}",
+                "config": self.explainer.config_dict(),
+            }
+        checkpoint.write_checkpoint(directory, dict(self.state_dict()), meta)
+        return Path(directory)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Guard:
+        """Load a guard saved by :meth:`save` (no pickle; verified hash and version).
+
+        Raises:
+            CheckpointError: missing, tampered, corrupted or incompatible files.
+        """
+        tensors, meta = checkpoint.read_checkpoint(directory)
+        try:
+            config = GuardConfig.from_dict(meta["config"])
+            guard = cls(config, data_fingerprint=meta.get("data_fingerprint", ""))
+            if "explainer" in meta:
+                guard.attach_explainer(_build_explainer(meta["explainer"]))
+            guard.load_state_dict(tensors, strict=True)
+        except (KeyError, ValueError, TypeError, RuntimeError) as err:
+            msg = f"{directory} does not match this SAFEGEN version: {err}"
+            raise CheckpointError(msg) from err
+        if meta.get("guard_fingerprint") not in (None, guard.fingerprint):
+            raise CheckpointError(
+                f"{directory}: fingerprint {guard.fingerprint} differs from the recorded "
+                f"{meta['guard_fingerprint']}; refusing to load"
+            )
+        return guard.eval()
+
+
+def _build_explainer(spec: dict) -> nn.Module:
+    """Rebuild an explainer from its saved ``{"class", "config"}`` (only SAFEGEN's own)."""
+    module_name, _, cls_name = str(spec["class"]).rpartition(".")
+    if not module_name.startswith("safegen_guard."):
+        raise CheckpointError(f"refusing to build explainer class {spec['class']!r}")
+    return getattr(importlib.import_module(module_name), cls_name).from_config(spec["config"])

@@ -1,0 +1,157 @@
+"""`Verdict`: the batched result of `Guard.evaluate`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+
+import torch
+
+__all__ = ["Verdict"]
+
+_MAP_FIELDS = ("anomaly_map", "mask", "gradcam", "shap", "heatmap")
+
+
+@dataclass
+class Verdict:
+    """Safety verdicts for a batch of ``B`` images, with the evidence behind them.
+
+    Attributes:
+        score: ``[B]`` float, fused anomaly score ``-log10(p_value)`` (higher = more anomalous;
+            ``inf`` for non-finite images).
+        p_value: ``[B]`` float in ``(0, 1]``, calibrated on real held-out images: the share of
+            real calibration images whose fused statistic is at least as extreme.
+        unsafe: ``[B]`` bool, ``p_value <= alpha`` where ``alpha`` gives the requested
+            false-reject rate on real images; always ``True`` for non-finite images.
+        anomaly_map: ``[B, 1, H, W]`` float in ``[0, 1]``, pixel anomaly evidence (0 = normal).
+        mask: ``[B, 1, H, W]`` bool, pixels judged anomalous (map above the calibrated ``tau``).
+        reasons: ``B`` tuples of reason names (views that fired, ``"non_finite"``); empty for
+            safe images.
+        view_scores: per view, ``[B]`` raw statistic of that view.
+        view_p_values: per view, ``[B]`` calibrated p-value of that view.
+        threshold: p-value threshold ``alpha`` used for ``unsafe``.
+        guard_fingerprint: fingerprint of the guard that produced the verdict.
+        gradcam: optional ``[B, 1, H, W]`` Grad-CAM map in ``[0, 1]``.
+        shap: optional ``[B, 1, H, W]`` absolute SHAP map in ``[0, 1]``.
+        heatmap: optional ``[B, 1, H, W]`` combined heatmap in ``[0, 1]``.
+    """
+
+    score: torch.Tensor
+    p_value: torch.Tensor
+    unsafe: torch.Tensor
+    anomaly_map: torch.Tensor
+    mask: torch.Tensor
+    reasons: list[tuple[str, ...]]
+    view_scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    view_p_values: dict[str, torch.Tensor] = field(default_factory=dict)
+    threshold: float = 0.05
+    guard_fingerprint: str = ""
+    gradcam: torch.Tensor | None = None
+    shap: torch.Tensor | None = None
+    heatmap: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        b = int(self.score.shape[0]) if self.score.ndim == 1 else -1
+        for name in ("p_value", "unsafe"):
+            t = getattr(self, name)
+            if t.shape != (b,):
+                raise ValueError(f"`{name}` must have shape ({b},), got {tuple(t.shape)}")
+        for name in _MAP_FIELDS:
+            t = getattr(self, name)
+            if t is not None and (t.ndim != 4 or t.shape[0] != b or t.shape[1] != 1):
+                raise ValueError(f"`{name}` must have shape ({b}, 1, H, W), got {tuple(t.shape)}")
+        if len(self.reasons) != b:
+            raise ValueError(f"`reasons` must have {b} entries, got {len(self.reasons)}")
+
+    def __len__(self) -> int:
+        return int(self.score.shape[0])
+
+    @property
+    def safe(self) -> torch.Tensor:
+        """``[B]`` bool, the complement of ``unsafe``."""
+        return ~self.unsafe
+
+    def select(self, index: torch.Tensor | Sequence[int] | slice) -> Verdict:
+        """Return the verdicts of a subset of the batch (bool mask, indices or slice)."""
+        if isinstance(index, torch.Tensor) and index.dtype == torch.bool:
+            index = index.nonzero().flatten()
+        if isinstance(index, slice):  # tensors reject negative steps: go through indices
+            index = list(range(len(self))[index])
+        idx = torch.as_tensor(index, dtype=torch.long).reshape(-1)
+        positions = idx.tolist()
+        kwargs = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, torch.Tensor):
+                kwargs[f.name] = v[idx]
+            elif isinstance(v, dict):
+                kwargs[f.name] = {k: t[idx] for k, t in v.items()}
+        kwargs["reasons"] = [self.reasons[i] for i in positions]
+        return replace(self, **kwargs)
+
+    @staticmethod
+    def cat(verdicts: Sequence[Verdict]) -> Verdict:
+        """Concatenate verdicts of one guard along the batch dimension."""
+        if not verdicts:
+            raise ValueError("`verdicts` must hold at least one Verdict, got an empty sequence")
+        first = verdicts[0]
+        kwargs = {}
+        for f in fields(first):
+            v = getattr(first, f.name)
+            if isinstance(v, torch.Tensor):
+                kwargs[f.name] = torch.cat([getattr(x, f.name) for x in verdicts])
+            elif isinstance(v, dict):
+                kwargs[f.name] = {k: torch.cat([x.view_scores[k] if f.name == "view_scores"
+                                                 else x.view_p_values[k] for x in verdicts])
+                                  for k in v}
+            elif v is None and f.name in _MAP_FIELDS:
+                kwargs[f.name] = None
+        kwargs["reasons"] = [r for x in verdicts for r in x.reasons]
+        return replace(first, **kwargs)
+
+    def to(self, device: torch.device | str) -> Verdict:
+        """Move every tensor to ``device``."""
+        kwargs = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, torch.Tensor):
+                kwargs[f.name] = v.to(device)
+            elif isinstance(v, dict):
+                kwargs[f.name] = {k: t.to(device) for k, t in v.items()}
+        return replace(self, **kwargs)
+
+    def to_records(self) -> list[dict]:
+        """One JSON-serialisable dict per image (no pixel maps; see ``mask_fraction``).
+
+        Example:
+            >>> import torch
+            >>> v = Verdict(score=torch.tensor([0.5]), p_value=torch.tensor([0.3]),
+            ...             unsafe=torch.tensor([False]), anomaly_map=torch.zeros(1, 1, 4, 4),
+            ...             mask=torch.zeros(1, 1, 4, 4, dtype=torch.bool), reasons=[()])
+            >>> v.to_records()[0]["unsafe"]
+            False
+        """
+        records = []
+        mask_frac = self.mask.flatten(1).float().mean(1)
+        for i in range(len(self)):
+            score = float(self.score[i])
+            records.append(
+                {
+                    "index": i,
+                    "unsafe": bool(self.unsafe[i]),
+                    "score": score if score != float("inf") else "inf",
+                    "p_value": float(self.p_value[i]),
+                    "threshold": float(self.threshold),
+                    "reasons": list(self.reasons[i]),
+                    "mask_fraction": float(mask_frac[i]),
+                    "view_scores": {k: _finite_or_str(v[i]) for k, v in self.view_scores.items()},
+                    "view_p_values": {k: float(v[i]) for k, v in self.view_p_values.items()},
+                    "guard_fingerprint": self.guard_fingerprint,
+                }
+            )
+        return records
+
+
+def _finite_or_str(t: torch.Tensor) -> float | str:
+    v = float(t)
+    return v if v == v and abs(v) != float("inf") else str(v)

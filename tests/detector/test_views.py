@@ -1,0 +1,105 @@
+"""Tests of safegen_guard.detector.views on small synthetic phantoms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from safegen_guard.detector import views as V
+from safegen_guard.detector.views import ScoringContext, build_views
+
+S = 32
+
+
+def _phantoms(n: int, seed: int, noise: float | torch.Tensor = 0.02) -> torch.Tensor:
+    """Discs of random brightness with a smooth gradient plus Gaussian noise, [n, 1, S, S]."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(
+        torch.arange(S) - (S - 1) / 2, torch.arange(S) - (S - 1) / 2, indexing="ij"
+    )
+    r = torch.sqrt(yy**2 + xx**2)
+    disc = (r < 12).float()[None, None]
+    level = 0.4 + 0.2 * torch.rand(n, 1, 1, 1, generator=g)
+    slope = 0.005 * torch.randn(n, 1, 1, 1, generator=g)
+    noise = torch.as_tensor(noise, dtype=torch.float32).reshape(-1, 1, 1, 1)
+    x = disc * (level + slope * xx) + noise * torch.randn(n, 1, S, S, generator=g)
+    return x.clamp(0, 1)
+
+
+def _ctx(x: torch.Tensor) -> ScoringContext:
+    return ScoringContext(x, x, x)
+
+
+def _fitted(view: V.View, seed: int = 0) -> V.View:
+    n = 48
+    sd = 0.02 * torch.exp(0.1 * torch.randn(n, generator=torch.Generator().manual_seed(99)))
+    view.fit(_ctx(_phantoms(n, seed, sd)))
+    return view
+
+
+def test_ring_view_fires_on_concentric_ring():
+    view = _fitted(V.RingView(S))
+    x = _phantoms(6, seed=1)
+    r = torch.sqrt(
+        sum(
+            t**2
+            for t in torch.meshgrid(
+                torch.arange(S) - (S - 1) / 2, torch.arange(S) - (S - 1) / 2, indexing="ij"
+            )
+        )
+    )
+    ring = 0.15 * (torch.abs(r - 7) < 0.7).float()
+    clean_stat, clean_map = view(_ctx(x))
+    ring_stat, ring_map = view(_ctx((x + ring).clamp(0, 1)))
+    assert clean_stat.shape == (6,) and ring_map.shape == (6, 1, S, S)
+    assert bool((ring_stat > 2 * clean_stat).all())
+    assert float(ring_map.mean()) > float(clean_map.mean())
+
+
+def test_spectrum_view_fires_on_single_frequency_stripe():
+    view = _fitted(V.SpectrumView(S))
+    x = _phantoms(6, seed=2)
+    stripe = 0.1 * torch.sin(2 * math.pi * 6 * torch.arange(S) / S)[None, None, None, :]
+    clean_stat, _ = view(_ctx(x))
+    stripe_stat, stripe_map = view(_ctx((x + stripe).clamp(0, 1)))
+    assert stripe_map.shape == (6, 1, S, S)
+    assert float(stripe_stat.min()) > float(clean_stat.max()) + 2
+
+
+def test_noise_level_view_is_two_sided():
+    view = _fitted(V.NoiseLevelView())
+    normal, _ = view(_ctx(_phantoms(6, seed=3, noise=0.02)))
+    low, _ = view(_ctx(_phantoms(6, seed=3, noise=0.004)))
+    high, high_map = view(_ctx(_phantoms(6, seed=3, noise=0.08)))
+    assert bool((normal >= 0).all()) and high_map.shape == (6, 1, S, S)
+    assert float(low.min()) > float(normal.max()) + 2
+    assert float(high.min()) > float(normal.max()) + 2
+
+
+def test_sharpness_view_has_no_map_and_fires_on_directional_blur():
+    view = _fitted(V.SharpnessView(S))
+    x = _phantoms(6, seed=4)
+    k = torch.ones(1, 1, 1, 5) / 5
+    blurred = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (2, 2, 0, 0), "reflect"), k)
+    clean, m = view(_ctx(x))
+    assert m is None and not V.SharpnessView.has_map
+    assert bool((view(_ctx(blurred))[0] > clean + 2).all())
+
+
+def test_residual_view_is_zero_for_perfect_reconstruction():
+    x = _phantoms(2, seed=5)
+    view = V.ResidualView("recon", "recon")
+    stat, m = view(ScoringContext(x, x, x))
+    assert float(stat.abs().max()) == 0.0 and m.shape == x.shape
+    stat2, _ = view(ScoringContext(x, (x + 0.1).clamp(0, 1), x))
+    assert bool((stat2 > 0.05).all())
+
+
+def test_build_views_order_and_unknown_name():
+    views = build_views(["ring", "recon", "noise"], S)
+    assert list(views.keys()) == ["recon", "noise", "ring"]  # VIEW_NAMES order
+    assert list(build_views(V.VIEW_NAMES, S).keys()) == list(V.VIEW_NAMES)
+    with pytest.raises(ValueError, match=r"unknown view\(s\) \['bogus', 'zz'\]; choose from"):
+        build_views(["recon", "zz", "bogus"], S)

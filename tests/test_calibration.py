@@ -1,0 +1,230 @@
+"""Tests of safegen_guard.calibration against hand-computed conformal quantities."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+
+from safegen_guard.calibration import (
+    Calibrator,
+    conformal_p_values,
+    conformal_threshold,
+    robust_center_scale,
+)
+from safegen_guard.errors import NotFittedError
+
+VIEWS = ["a", "b", "c"]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- p-values
+def test_p_values_hand_computed():
+    ref = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    p = conformal_p_values(ref, torch.tensor([2.5, 0.0, 5.0, 2.0, 4.0]))
+    # (1 + #{ref >= s}) / 5 ; ties count as "at least as high"
+    expected = torch.tensor([3 / 5, 5 / 5, 1 / 5, 4 / 5, 2 / 5], dtype=torch.float64)
+    torch.testing.assert_close(p, expected)
+    assert p.shape == (5,)
+
+
+def test_p_values_reject_bad_reference():
+    with pytest.raises(ValueError, match=r"non-empty 1-D tensor, got shape \(0,\)"):
+        conformal_p_values(torch.zeros(0), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"non-empty 1-D tensor, got shape \(2, 2\)"):
+        conformal_p_values(torch.zeros(2, 2), torch.zeros(2))
+
+
+# ---------------------------------------------------------------------------- threshold
+def test_threshold_hand_computed():
+    ref = torch.arange(1.0, 20.0)  # n = 19, k = floor(0.1 * 20) = 2 -> 2nd largest
+    shuffled = ref[torch.randperm(19, generator=_gen(0))]
+    assert conformal_threshold(shuffled, 0.1) == 18.0
+    assert conformal_threshold(shuffled, 0.05) == 19.0  # k = floor(0.05 * 20) = 1
+    assert conformal_threshold(shuffled, 0.2) == 16.0  # k = 4
+    assert conformal_threshold(torch.arange(1.0, 31.0), 0.1) == 28.0  # k = floor(3.1) = 3
+
+
+def test_threshold_too_few_calibration_images():
+    with pytest.raises(ValueError, match=r"false-reject rate of 0.05 needs at least 19 .* got 18"):
+        conformal_threshold(torch.arange(18.0), 0.05)
+    with pytest.raises(ValueError, match=r"`false_reject_rate` must be in \(0, 1\), got 0"):
+        conformal_threshold(torch.arange(18.0), 0)
+
+
+@pytest.mark.parametrize(("n", "alpha"), [(19, 0.07), (50, 0.05), (37, 0.2), (100, 0.013)])
+def test_p_value_below_alpha_iff_stat_above_threshold(n, alpha):
+    g = _gen(n)
+    ref = torch.randn(n, generator=g)
+    # random scores plus exact ties with every reference value
+    scores = torch.cat([torch.randn(500, generator=g) * 1.5, ref])
+    t = conformal_threshold(ref, alpha)
+    p = conformal_p_values(ref, scores)
+    assert torch.equal(p <= alpha, scores > t)
+    assert bool(((p > 0) & (p <= 1)).all())
+
+
+def test_p_value_threshold_equivalence_when_alpha_times_n_plus_1_is_integer():
+    ref = torch.arange(1.0, 20.0)  # n = 19, alpha = 0.1 -> k = 2, t* = 18
+    score = torch.tensor([18.5])  # > t*, p = (1 + 1) / 20 = 0.1 exactly
+    assert score.item() > conformal_threshold(ref, 0.1)
+    assert float(conformal_p_values(ref, score)[0]) <= 0.1
+
+
+@pytest.mark.parametrize(("n", "alpha"), [(19, 0.1), (30, 0.05)])
+def test_false_reject_rate_guarantee_on_exchangeable_data(n, alpha):
+    """Average FRR over random splits equals floor(alpha (n+1)) / (n+1).
+
+    Per split the rejection probability is Beta(k, n+1-k); with T splits of m test points the
+    mean FRR has variance (Var[Beta] + E[p(1-p)]/m) / T. We allow 4.5 standard deviations.
+    """
+    trials, m = 2000, 50
+    k = math.floor(alpha * (n + 1))
+    target = k / (n + 1)
+    g = _gen(123)
+    cal = torch.randn(trials, n, generator=g)
+    test = torch.randn(trials, m, generator=g)
+    thresholds = torch.tensor([conformal_threshold(cal[i], alpha) for i in range(trials)])
+    frr = (test > thresholds[:, None]).float().mean(1)
+    a, b = k, n + 1 - k
+    var_beta = a * b / ((a + b) ** 2 * (a + b + 1))
+    e_p2 = var_beta + target**2
+    sd = math.sqrt((var_beta + (target - e_p2) / m) / trials)
+    assert abs(float(frr.mean()) - target) < 4.5 * sd
+    assert float(frr.mean()) <= alpha + 4.5 * sd
+
+
+# ------------------------------------------------------------------ robust centre/scale
+def test_robust_center_scale_hand_computed_and_scipy():
+    values = torch.tensor([[1.0, 10.0], [2.0, 10.0], [3.0, 10.0], [4.0, 10.0], [100.0, 10.0]])
+    center, scale = robust_center_scale(values)
+    torch.testing.assert_close(center, torch.tensor([3.0, 10.0]))
+    # |dev| = [2, 1, 0, 1, 97] -> MAD 1 -> 1.4826; constant column -> floor 1e-6 * 10
+    torch.testing.assert_close(scale, torch.tensor([1.4826, 1e-5]))
+    x = torch.randn(41, 4, generator=_gen(3), dtype=torch.float64)
+    c, s = robust_center_scale(x)
+    np.testing.assert_allclose(c.numpy(), np.median(x.numpy(), 0))
+    ref = sps.median_abs_deviation(x.numpy(), axis=0, scale="normal")
+    np.testing.assert_allclose(s.numpy(), ref, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------- Calibrator
+def _fitted(n_a: int = 41, n_b: int = 39, alpha: float = 0.1, seed: int = 0) -> Calibrator:
+    g = _gen(seed)
+    cal = Calibrator(VIEWS, alpha, 0.05)
+    scale = torch.tensor([1.0, 2.0, 0.5])
+    cal.fit_images(torch.randn(n_a, 3, generator=g) * scale + 1, torch.randn(n_b, 3, generator=g))
+    return cal
+
+
+def test_calibrator_validates_arguments():
+    with pytest.raises(ValueError, match=r"`false_reject_rate` must be in \(0, 1\), got 0"):
+        Calibrator(VIEWS, 0.0, 0.01)
+    with pytest.raises(ValueError, match=r"`pixel_fpr` must be in \(0, 1\), got 1.5"):
+        Calibrator(VIEWS, 0.05, 1.5)
+
+
+def test_calibrator_unfitted_raises():
+    cal = Calibrator(VIEWS, 0.05, 0.01)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        cal.decide(torch.zeros(2, 3))
+    with pytest.raises(NotFittedError, match="not fitted"):
+        _ = cal.threshold
+
+
+def test_calibrator_too_few_calibration_images():
+    cal = Calibrator(VIEWS, 0.05, 0.01)
+    with pytest.raises(ValueError, match=r"needs at least 19 real calibration images, got 10"):
+        cal.fit_images(torch.randn(11, 3, generator=_gen(0)), torch.randn(10, 3, generator=_gen(1)))
+    assert not bool(cal.fitted)
+
+
+def test_calibrator_decide_fields_and_math():
+    g = _gen(5)
+    stats_a = torch.randn(41, 3, generator=g) * torch.tensor([1.0, 2.0, 0.5]) + 1
+    stats_b = torch.randn(39, 3, generator=g)
+    cal = Calibrator(VIEWS, 0.1, 0.05)
+    cal.fit_images(stats_a, stats_b)
+    center, scale = robust_center_scale(stats_a)
+    cal_fused = ((stats_b - center) / scale).max(1).values
+    stats = torch.randn(7, 3, generator=g) * 3
+    d = cal.decide(stats)
+    assert set(d) == {"z", "fused", "p_value", "unsafe", "fired", "view_p"}
+    assert d["z"].shape == (7, 3) and d["fired"].shape == (7, 3) and d["view_p"].shape == (7, 3)
+    assert d["fused"].shape == d["p_value"].shape == d["unsafe"].shape == (7,)
+    assert d["unsafe"].dtype == torch.bool and d["fired"].dtype == torch.bool
+    z = (stats - center) / scale
+    torch.testing.assert_close(d["z"], z)
+    torch.testing.assert_close(d["fused"], z.max(1).values)
+    torch.testing.assert_close(d["p_value"], conformal_p_values(cal_fused, z.max(1).values))
+    t = conformal_threshold(cal_fused, 0.1)  # n = 39: k = 4
+    assert cal.threshold == pytest.approx(t)
+    assert cal.threshold == pytest.approx(float(cal_fused.sort(descending=True).values[3]))
+    assert torch.equal(d["unsafe"], z.max(1).values > t)
+    # reasons: the views whose z exceeds t*; an image is unsafe iff at least one view fired
+    assert torch.equal(d["fired"], z > t)
+    assert torch.equal(d["fired"].any(1), d["unsafe"])
+    assert bool(((d["view_p"] > 0) & (d["view_p"] <= 1)).all())
+    assert d["unsafe"].any() and (~d["unsafe"]).any()  # the example covers both outcomes
+
+
+def _hand_maps(seed: int = 0):
+    g = _gen(seed)
+    maps = torch.rand(6, 2, 16, 16, generator=g) * torch.tensor([1.0, 5.0])[None, :, None, None]
+    fg = torch.zeros(6, 1, 16, 16, dtype=torch.bool)
+    fg[:, :, 2:14, 3:13] = True
+    maps = torch.where(fg, maps, torch.full_like(maps, 1000.0))  # background must be ignored
+    return maps, fg
+
+
+def test_fit_pixels_scales_and_tau_on_hand_made_maps():
+    maps, fg = _hand_maps()
+    cal = Calibrator(["a", "b"], 0.05, 0.05)
+    cal.fit_pixels(maps, fg)
+    for v in range(2):
+        expected = np.quantile(maps[:, v][fg[:, 0]].numpy(), 0.99)
+        assert float(cal.map_scale[v]) == pytest.approx(expected, rel=1e-5)
+    combined = cal.combine_maps(maps, raw=True)
+    expected_c = (maps / cal.map_scale[None, :, None, None]).amax(1, keepdim=True)
+    torch.testing.assert_close(combined, expected_c)
+    tau_ref = np.quantile(combined[fg].numpy(), 0.95)
+    assert float(cal.tau) == pytest.approx(tau_ref, rel=1e-5)
+    n_fg = int(fg.sum())
+    share = float((combined[fg] > cal.tau).float().mean())
+    assert abs(share - 0.05) <= 1.0 / n_fg + 1e-9
+
+
+def test_combine_maps_monotone_mapping_and_mask_equivalence():
+    maps, fg = _hand_maps(1)
+    cal = Calibrator(["a", "b"], 0.05, 0.1)
+    cal.fit_pixels(maps, fg)
+    c = cal.combine_maps(maps, raw=True)
+    a = cal.combine_maps(maps)
+    assert a.shape == (6, 1, 16, 16)
+    torch.testing.assert_close(a, c / (c + cal.tau))
+    assert bool(((a >= 0) & (a < 1)).all())
+    assert torch.equal(a > 0.5, c > cal.tau)
+    order_c, order_a = c.flatten().argsort(), a.flatten()
+    assert bool((order_a[order_c].diff() >= 0).all())  # monotone in c
+
+
+def test_state_dict_round_trip_into_fresh_calibrator():
+    cal = _fitted(n_b=39)
+    maps, fg = _hand_maps(2)
+    cal.fit_pixels(torch.cat([maps, maps[:, :1]], 1), fg)
+    fresh = Calibrator(VIEWS, 0.1, 0.05)
+    assert fresh.cal_fused.shape == (0,)
+    fresh.load_state_dict(cal.state_dict())
+    assert fresh.cal_fused.shape == (39,) and fresh.cal_z.shape == (39, 3)
+    for name, buf in cal.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], buf), name
+    stats = torch.randn(5, 3, generator=_gen(9)) * 3
+    for key, value in cal.decide(stats).items():
+        assert torch.equal(fresh.decide(stats)[key], value), key
+    assert fresh.threshold == cal.threshold

@@ -1,0 +1,129 @@
+"""Tests of Guard.evaluate / Guard.fit on the session's tiny real-data guard."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from safegen_guard import Guard, GuardConfig
+from safegen_guard.artifacts import inject
+from safegen_guard.errors import InputValidationError, NotFittedError
+
+
+@pytest.fixture(scope="module")
+def x6(tiny_real) -> torch.Tensor:
+    return tiny_real["test"][::7][:6].clone()
+
+
+def _same(a, b) -> None:
+    torch.testing.assert_close(a.p_value, b.p_value)
+    torch.testing.assert_close(a.anomaly_map, b.anomaly_map)
+    assert torch.equal(a.unsafe, b.unsafe)
+    assert a.reasons == b.reasons
+
+
+def test_verdict_fields(tiny_guard, x6):
+    v = tiny_guard.evaluate(x6)
+    b = len(x6)
+    assert len(v) == b
+    assert v.p_value.shape == v.score.shape == v.unsafe.shape == (b,)
+    assert v.unsafe.dtype == torch.bool and v.mask.dtype == torch.bool
+    assert v.anomaly_map.shape == v.mask.shape == (b, 1, 32, 32)
+    assert v.anomaly_map.dtype == torch.float32
+    assert bool(((v.anomaly_map >= 0) & (v.anomaly_map <= 1)).all())
+    assert torch.equal(v.mask, v.anomaly_map > 0.5)
+    assert bool(((v.p_value > 0) & (v.p_value <= 1)).all())
+    torch.testing.assert_close(v.score, -torch.log10(v.p_value))
+    assert v.threshold == tiny_guard.config.false_reject_rate == 0.05
+    assert v.guard_fingerprint == tiny_guard.fingerprint and len(v.guard_fingerprint) == 16
+    assert set(v.view_scores) == set(v.view_p_values) == set(tiny_guard.detector.view_names)
+    assert all(t.shape == (b,) for t in v.view_scores.values())
+
+
+def test_reasons_are_views_above_threshold(tiny_guard, tiny_real):
+    x = tiny_real["test"][:12]
+    v = tiny_guard.evaluate(x)
+    names = tiny_guard.detector.view_names
+    stats = torch.stack([v.view_scores[n] for n in names], 1)
+    z = tiny_guard.calibrator.standardise(stats)
+    t = tiny_guard.calibrator.threshold
+    for i in range(len(x)):
+        assert v.reasons[i] == tuple(n for j, n in enumerate(names) if float(z[i, j]) > t)
+        assert bool(v.unsafe[i]) == (len(v.reasons[i]) > 0)
+
+
+def test_non_finite_images_are_unsafe_and_do_not_affect_others(tiny_guard, x6):
+    x = x6[:4].clone()
+    x[1, 0, 3, 3] = float("nan")
+    x[2, 0, 5, 7] = float("inf")
+    before = x.clone()
+    v = tiny_guard.evaluate(x)
+    assert torch.equal(torch.isnan(x), torch.isnan(before))  # input not mutated
+    assert torch.equal(x.nan_to_num(0), before.nan_to_num(0))
+    for i in (1, 2):
+        assert bool(v.unsafe[i]) and v.reasons[i] == ("non_finite",)
+        assert float(v.p_value[i]) == 0.0 and float(v.score[i]) == float("inf")
+        assert bool(v.mask[i].all())
+    alone = tiny_guard.evaluate(x[[0, 3]])
+    _same(v.select([0, 3]), alone)
+    torch.testing.assert_close(v.select([0, 3]).score, alone.score)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda x: x[:, 0], r"must be a 4-D tensor \[B, C, H, W\], got shape \(2, 32, 32\)"),
+        (lambda x: x.repeat(1, 3, 1, 1), r"must have 1 channel\(s\), got 3"),
+        (lambda x: x[..., :16, :16], r"must be 32x32 pixels, got 16x16"),
+        (lambda x: (x * 255).to(torch.uint8), r"floating-point .* got dtype torch.uint8"),
+        (lambda x: x * 2 + 0.5, r"intensities must lie in \[0, 1\], got range"),
+        (lambda x: x[:0], r"at least one image, got an empty batch"),
+    ],
+)
+def test_evaluate_rejects_bad_input(tiny_guard, x6, make, match):
+    with pytest.raises(InputValidationError, match=match) as info:
+        tiny_guard.evaluate(make(x6[:2]))
+    assert isinstance(info.value, ValueError)
+
+
+def test_evaluate_rejects_non_tensor(tiny_guard, x6):
+    with pytest.raises(TypeError, match=r"must be a torch.Tensor .* got ndarray"):
+        tiny_guard.evaluate(x6.numpy())
+
+
+def test_grad_modes_and_chunking_give_identical_results(tiny_guard, x6):
+    ref = tiny_guard.evaluate(x6)
+    with torch.no_grad():
+        _same(tiny_guard.evaluate(x6), ref)
+    with torch.inference_mode():
+        _same(tiny_guard.evaluate(x6), ref)
+    _same(tiny_guard.evaluate(x6, batch_size=4), ref)
+    chunked = tiny_guard.evaluate(x6, batch_size=3)
+    _same(chunked, ref)
+    for n in ref.view_scores:
+        torch.testing.assert_close(chunked.view_scores[n], ref.view_scores[n])
+
+
+def test_float64_input_accepted(tiny_guard, x6):
+    _same(tiny_guard.evaluate(x6[:2].double()), tiny_guard.evaluate(x6[:2]))
+
+
+def test_explain_without_explainer(tiny_guard, x6):
+    assert tiny_guard.explainer is None
+    with pytest.raises(NotFittedError, match=r"explanations need a fitted explainer"):
+        tiny_guard.evaluate(x6[:1], explain=True)
+
+
+def test_strong_noise_raises_unsafe_rate(tiny_guard, tiny_real):
+    clean = tiny_real["test"]
+    noisy, _ = inject(clean, "noise_global", "strong", torch.Generator().manual_seed(0))
+    clean_rate = float(tiny_guard.evaluate(clean).unsafe.float().mean())
+    noisy_rate = float(tiny_guard.evaluate(noisy).unsafe.float().mean())
+    assert noisy_rate > clean_rate
+    assert noisy_rate >= 0.9
+
+
+def test_fit_tensor_requires_calibration_data(tiny_real):
+    cfg = GuardConfig.profile("tiny", max_steps=1, accelerator="cpu")
+    with pytest.raises(ValueError, match=r"`calibration_data` .* is required"):
+        Guard.fit(tiny_real["train"][:4], cfg)
