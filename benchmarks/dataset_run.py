@@ -63,7 +63,11 @@ def _groups(suite: list[dict]) -> dict[str, list[int]]:
 
 
 def _config(args: argparse.Namespace, suite: dict) -> GuardConfig:
-    overrides = {"seed": args.seed, "progress": not args.quiet}
+    from dataclasses import fields
+
+    known = {f.name for f in fields(GuardConfig)}
+    overrides = {k: v for k, v in suite.get("guard_overrides", {}).items() if k in known}
+    overrides.update(seed=args.seed, progress=not args.quiet)
     if args.steps:
         overrides["max_steps"] = args.steps
     if args.size:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -52,12 +53,14 @@ def artifact_suite(
 
 
 class SafegenMethod(Baseline):
-    """SAFEGEN's guard behind the baseline interface.
+    """SAFEGEN's guard behind the baseline interface, through its public ``Verdict`` only.
 
-    Image score: the guard's fused statistic ``T(x) = max_v z_v(x)`` (the p-value is a
-    monotone, saturating function of it, so ``T`` keeps the ranking finer for AUROC); map:
-    the verdict's ``anomaly_map``. Its thresholds are the guard's own calibration on the same
-    validation images (:meth:`own_calibration`).
+    Image score: ``verdict.score = -log10(p_value)`` (``inf`` for non-finite images); map:
+    ``verdict.anomaly_map``. Its thresholds are the guard's own calibration on the same real
+    validation images: ``unsafe`` iff ``p <= alpha`` iff ``score >= -log10(alpha)``, and the
+    mask is ``anomaly_map > 0.5`` (:meth:`own_calibration`). The p-value is discrete and
+    saturates at ``1 / (n_cal + 1)``, so very strong anomalies tie with each other (ties count
+    one half in AUROC): this is what SAFEGEN reports, so it is what is measured.
     """
 
     name = "safegen"
@@ -82,16 +85,14 @@ class SafegenMethod(Baseline):
 
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B]`` fused statistics and ``[B,1,H,W]`` anomaly maps in ``[0, 1)``."""
+        """``[B]`` scores ``-log10(p)`` and ``[B,1,H,W]`` anomaly maps in ``[0, 1)``."""
         v = self.guard.evaluate(x)
-        names = list(v.view_scores)
-        stats = torch.stack([v.view_scores[n] for n in names], 1)
-        fused = self.guard.calibrator.standardise(stats).max(1).values
-        return torch.where(torch.isinf(v.score), torch.inf, fused), v.anomaly_map
+        return v.score.double(), v.anomaly_map
 
     def own_calibration(self) -> Calibrated:
-        """The guard's calibrated image threshold ``t*`` and pixel threshold (map > 0.5)."""
-        return Calibrated(float(self.guard.calibrator.threshold), 0.5)
+        """``score > -log10(alpha) - 1e-9`` (i.e. ``p <= alpha``) and ``anomaly_map > 0.5``."""
+        alpha = float(self.guard.config.false_reject_rate)
+        return Calibrated(-math.log10(alpha) - 1e-9, 0.5)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ SUITES: dict[str, dict] = {
         "test_variants": 1,
         "n_insdel": 2,
         "n_boot": 50,
+        "guard_overrides": {"calibration_bins": 1},
         "generated": {"n": 4, "seconds": 5, "max_steps": 2, "preset": "tiny"},
     },
 }

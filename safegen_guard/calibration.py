@@ -184,12 +184,14 @@ class Calibrator(nn.Module):
             cond_a: ``[nA]`` conditioning values (foreground fraction) of half A.
             cond_b: ``[nB]`` conditioning values of half B.
 
+        The number of bins actually used (``n_bins`` after fitting) can be smaller than
+        requested when the calibration set is too small for that many bins.
+
         Raises:
-            ValueError: a bin holds too few images for the requested false-reject rate.
+            ValueError: too few images for the requested false-reject rate even in one bin.
         """
-        k = self.n_bins
-        qs = torch.linspace(0, 1, k + 1)[1:-1]
-        self.bin_edges = torch.quantile(torch.cat([cond_a, cond_b]).float(), qs)
+        k = self._feasible_bins(cond_a, cond_b)
+        self.bin_edges = self._edges(cond_a, cond_b, k)
         bins_a, bins_b = self.assign_bins(cond_a), self.assign_bins(cond_b)
         center, scale = torch.zeros(k, stats_a.shape[1]), torch.ones(k, stats_a.shape[1])
         for b in range(k):
@@ -201,6 +203,29 @@ class Calibrator(nn.Module):
         for b in range(k):
             conformal_threshold(self.cal_fused[bins_b == b], self.alpha)  # raises if too few
         self.fitted.fill_(True)
+
+    @staticmethod
+    def _edges(cond_a: torch.Tensor, cond_b: torch.Tensor, k: int) -> torch.Tensor:
+        qs = torch.linspace(0, 1, k + 1)[1:-1]
+        return torch.quantile(torch.cat([cond_a, cond_b]).float(), qs).unique()
+
+    def _feasible_bins(self, cond_a: torch.Tensor, cond_b: torch.Tensor) -> int:
+        """Largest bin count ``<= n_bins`` whose every bin has enough real images.
+
+        Each bin needs ``ceil(1/alpha) - 1`` images of half B (so a rejection is possible)
+        and 5 of half A (for a stable median/MAD). Tied foreground fractions can merge
+        quantile edges; those bins are merged too.
+        """
+        need_b = math.ceil(1 / self.alpha) - 1
+        for k in range(self.n_bins, 0, -1):
+            edges = self._edges(cond_a, cond_b, k)
+            if len(edges) != k - 1:
+                continue
+            counts_a = torch.bincount(torch.bucketize(cond_a.float(), edges), minlength=k)
+            counts_b = torch.bincount(torch.bucketize(cond_b.float(), edges), minlength=k)
+            if int(counts_a.min()) >= 5 and int(counts_b.min()) >= need_b:
+                return k
+        return 1
 
     def fit_pixels(self, maps: torch.Tensor, foreground: torch.Tensor, seed: int = 0) -> None:
         """Fit per-view map scales and ``tau`` on real images.

@@ -34,11 +34,25 @@ def load_fit_data(
     if isinstance(real_data, (str, Path)):
         from safegen_guard.data import load_dataset
 
-        train_ds = load_dataset(real_data, "train", config.image_size,
-                                variants=config.train_variants, augment=True, seed=config.seed)
-        cal_ds = calibration_data if calibration_data is not None else load_dataset(
-            real_data, "val", config.image_size, variants=config.calibration_variants,
-            augment=True, seed=config.seed + 1,
+        train_ds = load_dataset(
+            real_data,
+            "train",
+            config.image_size,
+            variants=config.train_variants,
+            augment=True,
+            seed=config.seed,
+        )
+        cal_ds = (
+            calibration_data
+            if calibration_data is not None
+            else load_dataset(
+                real_data,
+                "val",
+                config.image_size,
+                variants=config.calibration_variants,
+                augment=True,
+                seed=config.seed + 1,
+            )
         )
     else:
         if calibration_data is None:

@@ -47,7 +47,9 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> Non
         raise ValueError(f"`{names[1]}` must be a bool mask, got {b.dtype}")
 
 
-def pixel_auroc(scores: torch.Tensor, gt: torch.Tensor, region: torch.Tensor | None = None) -> float:
+def pixel_auroc(
+    scores: torch.Tensor, gt: torch.Tensor, region: torch.Tensor | None = None
+) -> float:
     """Pooled pixel AUROC (Mann-Whitney U with average ranks for ties).
 
     Args:
@@ -69,7 +71,9 @@ def pixel_auroc(scores: torch.Tensor, gt: torch.Tensor, region: torch.Tensor | N
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _overlap(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _overlap(
+    pred: torch.Tensor, gt: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     _check_pair(pred, gt, ("pred", "gt"))
     if pred.dtype != torch.bool:
         raise ValueError(f"`pred` must be a bool mask, got {pred.dtype}")
@@ -78,7 +82,7 @@ def _overlap(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Per-image IoU ``|P & G| / |P | G|`` of bool masks ``[B, 1, H, W]`` -> ``[B]`` (1 if both empty)."""
+    """Per-image IoU ``|P & G| / |P | G|``, bool ``[B, 1, H, W]`` -> ``[B]`` (1 if both empty)."""
     inter, p, g = _overlap(pred, gt)
     union = p + g - inter
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union)).float()
@@ -157,7 +161,10 @@ def insertion_deletion(
     if steps < 1 or not 0.0 < max_fraction <= 1.0:
         raise ValueError(f"need steps >= 1 and max_fraction in (0, 1], got {steps}, {max_fraction}")
     if images.shape != substrate.shape or saliency.shape[0] != images.shape[0]:
-        raise ValueError(f"shapes differ: {tuple(images.shape)}, {tuple(substrate.shape)}, {tuple(saliency.shape)}")
+        raise ValueError(
+            f"shapes differ: {tuple(images.shape)}, {tuple(substrate.shape)}, "
+            f"{tuple(saliency.shape)}"
+        )
     region = torch.ones_like(saliency, dtype=torch.bool) if region is None else region
     s = torch.where(region, saliency, torch.full_like(saliency, -torch.inf)).flatten(1)
     rank = s.argsort(dim=1, descending=True, stable=True).argsort(dim=1).view_as(saliency)

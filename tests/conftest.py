@@ -14,8 +14,7 @@ def tiny_real() -> dict[str, torch.Tensor]:
     train = load_dataset("mni152", "train", 32, variants=2, seed=0)
     val = load_dataset("mni152", "val", 32, variants=8, seed=1)
     test = load_dataset("mni152", "test", 32, variants=2, seed=2)
-    return {"train": train.images, "val": val.images, "test": test.images,
-            "test_masks": test.masks}
+    return {"train": train.images, "val": val.images, "test": test.images, "test_masks": test.masks}
 
 
 @pytest.fixture(scope="session")

@@ -119,8 +119,17 @@ def _fitted(n_a: int = 41, n_b: int = 39, alpha: float = 0.1, seed: int = 0) -> 
     g = _gen(seed)
     cal = Calibrator(VIEWS, alpha, 0.05)
     scale = torch.tensor([1.0, 2.0, 0.5])
-    cal.fit_images(torch.randn(n_a, 3, generator=g) * scale + 1, torch.randn(n_b, 3, generator=g))
+    cal.fit_images(
+        torch.randn(n_a, 3, generator=g) * scale + 1,
+        torch.randn(n_b, 3, generator=g),
+        torch.zeros(n_a),
+        torch.zeros(n_b),
+    )
     return cal
+
+
+def _zeros(x: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(len(x))
 
 
 def test_calibrator_validates_arguments():
@@ -133,15 +142,16 @@ def test_calibrator_validates_arguments():
 def test_calibrator_unfitted_raises():
     cal = Calibrator(VIEWS, 0.05, 0.01)
     with pytest.raises(NotFittedError, match="not fitted"):
-        cal.decide(torch.zeros(2, 3))
+        cal.decide(torch.zeros(2, 3), torch.zeros(2))
     with pytest.raises(NotFittedError, match="not fitted"):
-        _ = cal.threshold
+        cal.thresholds()
 
 
 def test_calibrator_too_few_calibration_images():
     cal = Calibrator(VIEWS, 0.05, 0.01)
     with pytest.raises(ValueError, match=r"needs at least 19 real calibration images, got 10"):
-        cal.fit_images(torch.randn(11, 3, generator=_gen(0)), torch.randn(10, 3, generator=_gen(1)))
+        a, b = torch.randn(11, 3, generator=_gen(0)), torch.randn(10, 3, generator=_gen(1))
+        cal.fit_images(a, b, _zeros(a), _zeros(b))
     assert not bool(cal.fitted)
 
 
@@ -150,12 +160,12 @@ def test_calibrator_decide_fields_and_math():
     stats_a = torch.randn(41, 3, generator=g) * torch.tensor([1.0, 2.0, 0.5]) + 1
     stats_b = torch.randn(39, 3, generator=g)
     cal = Calibrator(VIEWS, 0.1, 0.05)
-    cal.fit_images(stats_a, stats_b)
+    cal.fit_images(stats_a, stats_b, _zeros(stats_a), _zeros(stats_b))
     center, scale = robust_center_scale(stats_a)
     cal_fused = ((stats_b - center) / scale).max(1).values
     stats = torch.randn(7, 3, generator=g) * 3
-    d = cal.decide(stats)
-    assert set(d) == {"z", "fused", "p_value", "unsafe", "fired", "view_p"}
+    d = cal.decide(stats, _zeros(stats))
+    assert set(d) == {"z", "fused", "p_value", "unsafe", "fired", "view_p", "bin"}
     assert d["z"].shape == (7, 3) and d["fired"].shape == (7, 3) and d["view_p"].shape == (7, 3)
     assert d["fused"].shape == d["p_value"].shape == d["unsafe"].shape == (7,)
     assert d["unsafe"].dtype == torch.bool and d["fired"].dtype == torch.bool
@@ -164,8 +174,10 @@ def test_calibrator_decide_fields_and_math():
     torch.testing.assert_close(d["fused"], z.max(1).values)
     torch.testing.assert_close(d["p_value"], conformal_p_values(cal_fused, z.max(1).values))
     t = conformal_threshold(cal_fused, 0.1)  # n = 39: k = 4
-    assert cal.threshold == pytest.approx(t)
-    assert cal.threshold == pytest.approx(float(cal_fused.sort(descending=True).values[3]))
+    assert float(cal.thresholds()[0]) == pytest.approx(t)
+    assert float(cal.thresholds()[0]) == pytest.approx(
+        float(cal_fused.sort(descending=True).values[3])
+    )
     assert torch.equal(d["unsafe"], z.max(1).values > t)
     # reasons: the views whose z exceeds t*; an image is unsafe iff at least one view fired
     assert torch.equal(d["fired"], z > t)
@@ -225,6 +237,42 @@ def test_state_dict_round_trip_into_fresh_calibrator():
     for name, buf in cal.state_dict().items():
         assert torch.equal(fresh.state_dict()[name], buf), name
     stats = torch.randn(5, 3, generator=_gen(9)) * 3
-    for key, value in cal.decide(stats).items():
-        assert torch.equal(fresh.decide(stats)[key], value), key
-    assert fresh.threshold == cal.threshold
+    for key, value in cal.decide(stats, _zeros(stats)).items():
+        assert torch.equal(fresh.decide(stats, _zeros(stats))[key], value), key
+    assert torch.equal(fresh.thresholds(), cal.thresholds())
+
+
+def _conditional_stats(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real statistics whose level depends on a condition c in [0, 1] (like anatomy)."""
+    g = _gen(seed)
+    c = torch.rand(n, generator=g)
+    stats = (4.0 * (c > 2 / 3).float())[:, None] + torch.randn(n, 3, generator=g)
+    return stats, c
+
+
+def test_mondrian_bins_hold_the_rate_within_each_condition():
+    (sa, ca), (sb, cb) = _conditional_stats(900, 0), _conditional_stats(900, 1)
+    test, ct = _conditional_stats(6000, 2)
+    mondrian = Calibrator(VIEWS, 0.05, 0.01, n_bins=3)
+    mondrian.fit_images(sa, sb, ca, cb)
+    assert mondrian.n_bins == 3
+    bins = mondrian.assign_bins(ct)  # Mondrian's guarantee is per bin
+    single = Calibrator(VIEWS, 0.05, 0.01, n_bins=1)
+    single.fit_images(sa, sb, ca, cb)
+    for cal, holds in ((single, False), (mondrian, True)):
+        unsafe = cal.decide(test, ct)["unsafe"].float()
+        # binomial sd of a 5% rate over 2000 images is 0.5 points; 300 calibration images
+        # per bin add about 1.3 points of spread to the realised rate
+        assert float(unsafe.mean()) == pytest.approx(0.05, abs=0.03)
+        per_bin = [float(unsafe[bins == b].mean()) for b in range(3)]
+        assert all(abs(r - 0.05) < 0.035 for r in per_bin) == holds, per_bin
+
+
+def test_mondrian_merges_bins_that_are_too_small():
+    g = _gen(3)
+    a, b = torch.randn(40, 3, generator=g), torch.randn(40, 3, generator=g)
+    cal = Calibrator(VIEWS, 0.05, 0.01, n_bins=3)
+    cal.fit_images(a, b, torch.full((40,), 0.2), torch.full((40,), 0.2))  # all tied
+    assert cal.n_bins == 1
+    with pytest.raises(ValueError, match="`n_bins` must be a positive int, got 0"):
+        Calibrator(VIEWS, 0.05, 0.01, n_bins=0)

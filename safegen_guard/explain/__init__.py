@@ -3,7 +3,7 @@
 Example:
     >>> from safegen_guard.explain import fit_explainer  # doctest: +SKIP
     >>> guard.attach_explainer(fit_explainer(guard, train_images, val_images))  # doctest: +SKIP
-    >>> v = guard.evaluate(x, explain=True)  # v.gradcam, v.shap, v.heatmap, v.mask  # doctest: +SKIP
+    >>> v = guard.evaluate(x, explain=True)  # doctest: +SKIP
 """
 
 from __future__ import annotations

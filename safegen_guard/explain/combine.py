@@ -51,7 +51,7 @@ def combine_maps(maps: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 
 
 def simplex_grid(k: int, step: float = 0.1) -> torch.Tensor:
-    """All weight vectors on the ``k``-simplex with coordinates multiple of ``step`` -> ``[G, k]``."""
+    """Weight vectors on the ``k``-simplex with coordinates multiple of ``step`` ``[G, k]``."""
     n = round(1.0 / step)
     if k < 1 or abs(n * step - 1.0) > 1e-9:
         raise ValueError(f"need k >= 1 and 1/step an integer, got k={k}, step={step}")
@@ -90,7 +90,9 @@ def fit_combination(
         ``(alpha [K], tau, dice)``: the best weights, threshold and their validation Dice.
     """
     if maps.shape[0] != gt.shape[0] or gt.dtype != torch.bool:
-        raise ValueError(f"`gt` must be bool with {maps.shape[0]} images, got {gt.dtype} {tuple(gt.shape)}")
+        raise ValueError(
+            f"`gt` must be bool with {maps.shape[0]} images, got {gt.dtype} {tuple(gt.shape)}"
+        )
     alphas = simplex_grid(maps.shape[1]) if alphas is None else alphas
     taus = torch.arange(0.05, 0.951, 0.0125) if taus is None else taus
     best = (-1.0, 0, 0)

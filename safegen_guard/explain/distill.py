@@ -1,7 +1,8 @@
 """A lightweight anomaly-score predictor ``f`` distilled from the detector (for SHAP).
 
-``f`` is a small fully convolutional net: a per-pixel evidence map at 1/4 resolution, ReLU,
-global average, affine. It is built only from modules that ``shap.DeepExplainer`` supports
+``f`` is a small fully convolutional net: a per-pixel evidence map at 1/4 resolution, global
+average, affine (no final ReLU: a dead one made ``f`` constant).
+It is built only from modules that ``shap.DeepExplainer`` supports
 (``Conv2d``, separate non-inplace ``ReLU``, ``AvgPool2d``, ``Linear``), so its SHAP values
 are exact in the DeepLIFT sense and pass SHAP's additivity check.
 """
@@ -40,7 +41,6 @@ class ScorePredictor(nn.Module):
             nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),
             nn.ReLU(),
             nn.Conv2d(2 * w, 1, 1),
-            nn.ReLU(),
         )
         self.pool = nn.AvgPool2d(image_size // 4)
         self.out = nn.Linear(1, 1)
@@ -93,7 +93,7 @@ def distil_predictor(
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if progress and step % 250 == 0:
                 print(f"distil step {step}: mse {losses[-1]:.4f}")
     predictor.eval()

@@ -9,6 +9,7 @@ scales, ``alpha``, ``tau``) is a parameter or buffer, so ``guard.save``/``Guard.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -64,7 +65,9 @@ class GuardExplainer(nn.Module):
         if not 0.0 < top_frac <= 1.0:
             raise ValueError(f"`top_frac` must be in (0, 1], got {top_frac}")
         self.predictor = ScorePredictor(image_size, channels, width)
-        self.register_buffer("background", torch.zeros(n_background, channels, image_size, image_size))
+        self.register_buffer(
+            "background", torch.zeros(n_background, channels, image_size, image_size)
+        )
         self.register_buffer("map_scale", torch.ones(2))  # gradcam, shap (real 99.5th pct)
         self.register_buffer("alpha", torch.tensor([1.0, 0.0, 0.0]))
         self.register_buffer("tau", torch.tensor(0.5))
@@ -85,8 +88,11 @@ class GuardExplainer(nn.Module):
         """Foreground-masked Grad-CAM ``[B, 1, H, W]`` (>= 0, uncalibrated)."""
         c = self._config
         cam = AnomalyGradCam(
-            guard.detector.autoencoder, c["gradcam_layer"], c["gradcam_target"],
-            c["gradcam_sign"], c["top_frac"],
+            guard.detector.autoencoder,
+            c["gradcam_layer"],
+            c["gradcam_target"],
+            c["gradcam_sign"],
+            c["top_frac"],
         ).attribute(x)
         return cam * _foreground(guard, x)
 
@@ -137,13 +143,16 @@ class GuardExplainer(nn.Module):
             raise ValueError(f"explanations must be among {EXPLANATIONS}, got {methods}")
         combined = bool({"heatmap", "mask"} & set(methods))
         names = tuple(
-            n for i, n in enumerate(COMPONENTS)
+            n
+            for i, n in enumerate(COMPONENTS)
             if n in methods or (combined and float(self.alpha[i]) > 0)
         )
         comp = self.components(guard, x, verdict.anomaly_map, names)
         out = {k: comp[k] for k in ("gradcam", "shap") if k in methods}
         if combined:
-            stack = torch.cat([comp.get(n, torch.zeros_like(verdict.anomaly_map)) for n in COMPONENTS], 1)
+            stack = torch.cat(
+                [comp.get(n, torch.zeros_like(verdict.anomaly_map)) for n in COMPONENTS], 1
+            )
             heat = combine_maps(stack, self.alpha)
             if "heatmap" in methods:
                 out["heatmap"] = heat
@@ -166,11 +175,16 @@ def _check_choice(value: str, name: str, choices: tuple[str, ...]) -> None:
 
 # --------------------------------------------------------------------------- fitting
 def detector_statistic(guard: nn.Module, x: torch.Tensor, chunk: int = 128) -> torch.Tensor:
-    """The guard's fused statistic ``T(x) = max_v z_v`` ``[N]`` (continuous; ``-log10 p``
-    is its conformal, piecewise-constant transform).
+    """The guard's fused statistic ``T(x) = max_v z_v`` ``[N]``.
+
+    Continuous, unlike ``-log10 p`` (its conformal, piecewise-constant transform).
     """
     with torch.inference_mode(False), torch.no_grad():
-        stats = torch.cat([guard.detector.score(c.clone())[0] for c in x.split(chunk)])
+        outs = [guard.detector.score(c.clone()) for c in x.split(chunk)]
+    stats = torch.cat([o[0] for o in outs])
+    cond = torch.cat([o[2].flatten(1).float().mean(1) for o in outs])  # foreground fraction
+    if len(inspect.signature(guard.calibrator.decide).parameters) >= 2:  # Mondrian calibrator
+        return guard.calibrator.decide(stats, cond)["fused"]
     return guard.calibrator.decide(stats)["fused"]
 
 
@@ -201,6 +215,7 @@ def fit_explainer(
     seed: int = 0,
     steps: int = 1500,
     progress: bool = True,
+    max_val: int = 128,
     **config: Any,
 ) -> GuardExplainer:
     """Distil the score predictor, calibrate map scales and choose ``alpha``/``tau``.
@@ -218,6 +233,7 @@ def fit_explainer(
         seed: Seed of every random draw.
         steps: Distillation steps.
         progress: Print progress.
+        max_val: At most this many images from each half of ``real_val``.
         **config: :class:`GuardExplainer` arguments.
 
     Returns:
@@ -233,11 +249,17 @@ def fit_explainer(
     y = torch.asinh(detector_statistic(guard, x_fit))
     expl.target_center.fill_(float(y.mean()))
     expl.target_scale.fill_(float(y.std().clamp_min(1e-6)))
-    losses = distil_predictor(expl.predictor, x_fit, (y - expl.target_center) / expl.target_scale,
-                              steps=steps, seed=seed, progress=progress)
+    losses = distil_predictor(
+        expl.predictor,
+        x_fit,
+        (y - expl.target_center) / expl.target_scale,
+        steps=steps,
+        seed=seed,
+        progress=progress,
+    )
     # 2. SHAP background and real-pixel scales from real validation images (half A)
     g = torch.Generator().manual_seed(seed)
-    half_a, half_b = real_val[0::2], real_val[1::2]
+    half_a, half_b = real_val[0::2][:max_val], real_val[1::2][:max_val]
     expl.background.copy_(half_a[torch.randperm(len(half_a), generator=g)[: len(expl.background)]])
     fg = _foreground(guard, half_a)
     for i, raw in enumerate((expl.gradcam_raw(guard, half_a), expl.shap_raw(guard, half_a))):

@@ -41,7 +41,11 @@ class GlobalAnomalyScore(nn.Module):
     """
 
     def __init__(
-        self, autoencoder: nn.Module, target: str = "topk", top_frac: float = 0.01, sigma: float = 1.0
+        self,
+        autoencoder: nn.Module,
+        target: str = "topk",
+        top_frac: float = 0.01,
+        sigma: float = 1.0,
     ) -> None:
         super().__init__()
         if target not in GRADCAM_TARGETS:

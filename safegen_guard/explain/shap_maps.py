@@ -31,12 +31,18 @@ class ShapMap:
     """
 
     def __init__(
-        self, predictor: nn.Module, background: torch.Tensor, method: str = "deep", nsamples: int = 32
+        self,
+        predictor: nn.Module,
+        background: torch.Tensor,
+        method: str = "deep",
+        nsamples: int = 32,
     ) -> None:
         if method not in SHAP_METHODS:
             raise ValueError(f"`method` must be one of {SHAP_METHODS}, got {method!r}")
         if background.ndim != 4 or background.shape[0] < 1:
-            raise ValueError(f"`background` must be [N, C, H, W] with N >= 1, got {tuple(background.shape)}")
+            raise ValueError(
+                f"`background` must be [N, C, H, W] with N >= 1, got {tuple(background.shape)}"
+            )
         with torch.inference_mode(False):  # copies made here must not be inference tensors
             self.predictor = copy.deepcopy(predictor).eval()
             self.background = background.detach().clone()

@@ -109,3 +109,18 @@ def test_insertion_deletion_rewards_the_true_region() -> None:
     bad = metrics.insertion_deletion(score, clean, anom, 1 - gt.float(), gt)
     assert good["insertion_auc"] > 0.6 > bad["insertion_auc"]
     assert good["deletion_auc"] < 0.4 < bad["deletion_auc"]
+
+
+def test_agrees_with_safegen_guard_metrics() -> None:
+    sg = pytest.importorskip("safegen_guard.metrics")
+    maps, gt = _boxes()
+    pred = maps > 0.45
+    assert metrics.pointing_game(maps, gt) == pytest.approx(
+        float(sg.pointing_game(maps, gt).double().mean())
+    )
+    assert metrics.topk_intersection(maps, gt) == pytest.approx(
+        float(sg.top_k_intersection(maps, gt).double().mean())
+    )
+    ov = metrics.mask_overlap(pred, gt)
+    assert ov["iou"] == pytest.approx(float(sg.iou(pred, gt).double().mean()))
+    assert ov["dice"] == pytest.approx(float(sg.dice(pred, gt).double().mean()))

@@ -16,7 +16,9 @@ class TinyAE(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(3)
-        self.head = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.SiLU(), nn.Conv2d(3, 1, 3, padding=1))
+        self.head = nn.Sequential(
+            nn.Conv2d(1, 3, 3, padding=1), nn.SiLU(), nn.Conv2d(3, 1, 3, padding=1)
+        )
         for p in self.parameters():
             p.data = 0.4 * torch.randn(p.shape, generator=g)
 

@@ -1,0 +1,82 @@
+"""GuardExplainer through Guard.evaluate: inference mode, opt-in methods, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from safegen_guard.explain import GuardExplainer, fit_explainer
+
+
+@pytest.fixture(scope="module")
+def explained_guard(tiny_guard, tiny_real):
+    expl = fit_explainer(
+        tiny_guard,
+        tiny_real["train"],
+        tiny_real["val"],
+        steps=40,
+        progress=False,
+        n_background=8,
+        max_val=24,
+    )
+    tiny_guard.attach_explainer(expl)
+    yield tiny_guard
+    tiny_guard.attach_explainer(None)
+
+
+def test_fit_report_and_chosen_parameters(explained_guard) -> None:
+    expl = explained_guard.explainer
+    rep = expl.fit_report
+    assert -1.0 <= rep["spearman_f_vs_detector"] <= 1.0
+    assert float(expl.alpha.sum()) == pytest.approx(1.0) and bool((expl.alpha >= 0).all())
+    assert 0.0 < float(expl.tau) < 1.0
+    assert bool((expl.map_scale > 0).all())
+    assert set(rep["val_kinds"]) == {"blur_local", "checkerboard", "dropout", "noise_local"}
+
+
+def test_explanations_inside_inference_mode(explained_guard, tiny_real) -> None:
+    x = tiny_real["test"][:3]
+    with torch.inference_mode():
+        v = explained_guard.evaluate(x, explain=True)
+    for name in ("gradcam", "shap", "heatmap"):
+        m = getattr(v, name)
+        assert m.shape == (3, 1, 32, 32) and m.dtype == torch.float32
+        assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
+    assert v.mask.dtype == torch.bool
+    assert torch.equal(v.mask, v.heatmap > explained_guard.explainer.tau)
+    with torch.no_grad():
+        v2 = explained_guard.evaluate(x, explain=True)
+    torch.testing.assert_close(v2.heatmap, v.heatmap)
+
+
+def test_explanations_are_opt_in(explained_guard, tiny_real) -> None:
+    x = tiny_real["test"][:2]
+    plain = explained_guard.evaluate(x)
+    assert plain.gradcam is None and plain.shap is None and plain.heatmap is None
+    only = explained_guard.evaluate(x, explain=("gradcam",))
+    assert only.gradcam is not None and only.shap is None and only.heatmap is None
+    assert torch.equal(only.mask, plain.mask)  # the mask changes only when asked for
+    with pytest.raises(ValueError, match="explanations must be among"):
+        explained_guard.evaluate(x, explain=("lime",))
+
+
+def test_save_load_round_trip_gives_identical_maps(explained_guard, tiny_real, tmp_path) -> None:
+    from safegen_guard import Guard
+
+    x = tiny_real["test"][:2]
+    before = explained_guard.evaluate(x, explain=True)
+    loaded = Guard.load(explained_guard.save(tmp_path / "g"))
+    after = loaded.evaluate(x, explain=True)
+    assert isinstance(loaded.explainer, GuardExplainer)
+    for name in ("gradcam", "shap", "heatmap", "mask"):
+        assert torch.equal(getattr(before, name), getattr(after, name)), name
+    assert torch.equal(loaded.explainer.alpha, explained_guard.explainer.alpha)
+
+
+def test_bad_configuration_raises() -> None:
+    with pytest.raises(ValueError, match="`gradcam_layer` must be one of"):
+        GuardExplainer(gradcam_layer="stem")
+    with pytest.raises(ValueError, match="`shap_method` must be one of"):
+        GuardExplainer(shap_method="kernel")
+    with pytest.raises(ValueError, match="`n_background` must be a positive int"):
+        GuardExplainer(n_background=0)
