@@ -48,7 +48,7 @@ class GuardConfig:
     base_channels: int = 8
     levels: int = 5
     latent_dim: int = 256
-    max_steps: int = 1500
+    max_steps: int = 1000
     batch_size: int = 32
     learning_rate: float = 1e-3
     coarse_noise_std: float = 0.2

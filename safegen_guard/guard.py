@@ -115,15 +115,20 @@ class Guard(nn.Module):
             accelerator=config.accelerator,
             progress=config.progress,
         )
-        guard.calibrate(train, cal)
+        guard.calibrate(cal)
         return guard
 
     @torch.no_grad()
-    def calibrate(self, reference: torch.Tensor, calibration: torch.Tensor) -> Guard:
-        """Fit view references on ``reference`` and calibrate on ``calibration`` (both real).
+    def calibrate(self, calibration: torch.Tensor) -> Guard:
+        """Calibrate on real held-out images (never the training images).
 
-        ``calibration`` is split deterministically in two halves (even/odd positions): half A
-        standardises the views, half B sets the conformal p-values and the pixel threshold.
+        ``calibration`` is split deterministically in two halves (even/odd positions). Half A
+        fits the views' reference statistics and standardises them; half B, untouched until
+        then, sets the conformal p-values and the pixel threshold. The autoencoder's residuals
+        are smaller on its own training images, so references fitted there would be biased.
+
+        Args:
+            calibration: ``[M, C, S, S]`` real images in ``[0, 1]``, not used for training.
         """
         self.eval()
         check_images(
@@ -132,12 +137,13 @@ class Guard(nn.Module):
             channels=self.config.channels,
             size=self.config.image_size,
         )
-        self.detector.fit_views(reference[: 4 * self.config.score_batch_size])
-        stats, maps, fg = self._score_chunks(calibration)
-        cond = fg.flatten(1).float().mean(1)
-        half_a, half_b = slice(0, None, 2), slice(1, None, 2)
-        self.calibrator.fit_images(stats[half_a], stats[half_b], cond[half_a], cond[half_b])
-        self.calibrator.fit_pixels(maps[half_b], fg[half_b], seed=self.config.seed)
+        half_a, half_b = calibration[0::2], calibration[1::2]
+        self.detector.fit_views(half_a)
+        stats_a, _, fg_a = self._score_chunks(half_a)
+        stats_b, maps_b, fg_b = self._score_chunks(half_b)
+        cond_a, cond_b = (fg.flatten(1).float().mean(1) for fg in (fg_a, fg_b))
+        self.calibrator.fit_images(stats_a, stats_b, cond_a, cond_b)
+        self.calibrator.fit_pixels(maps_b, fg_b, seed=self.config.seed)
         self._fingerprint = ""
         return self
 

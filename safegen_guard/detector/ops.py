@@ -109,8 +109,12 @@ def estimate_foreground(
 
 
 def radial_index(height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
-    """Integer distance (pixels) of every pixel to the image centre, ``[H, W]`` long."""
-    yy = torch.arange(height, device=device, dtype=torch.float32) - (height - 1) / 2
-    xx = torch.arange(width, device=device, dtype=torch.float32) - (width - 1) / 2
+    """Integer distance (pixels) to the pixel ``(H // 2, W // 2)``, ``[H, W]`` long.
+
+    That pixel is the rotation centre of CT reconstruction (``skimage.transform.radon``), so
+    detector ring artifacts are concentric around it.
+    """
+    yy = torch.arange(height, device=device, dtype=torch.float32) - height // 2
+    xx = torch.arange(width, device=device, dtype=torch.float32) - width // 2
     r = torch.sqrt(yy[:, None] ** 2 + xx[None, :] ** 2)
     return r.round().long()

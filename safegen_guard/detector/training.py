@@ -64,7 +64,7 @@ class AutoencoderModule(L.LightningModule):
         """One denoising step on both paths; logs ``train/loss``."""
         (x,) = batch
         noise = coarse_noise(x.shape, self.noise_std, self.noise_res).to(x)
-        z, feats = self.model.encode(x + noise)
+        z, feats = self.model.encode((x + noise).contiguous(memory_format=torch.channels_last))
         loss_b = F.mse_loss(self.model.decode(z), x)
         loss_s = F.mse_loss(self.model.decode(z, feats), x)
         loss = loss_b + loss_s

@@ -13,7 +13,7 @@ noise      |z| of the global noise level (Immerkaer) vs real scans        refere
 texture    top-1% |log| local/global noise ratio (local noise or blur)    reference   yes
 spectrum   top-k positive z of the log power spectrum (spikes, patterns)  reference   yes
 sharpness  largest high-frequency deficit over 8 orientations (blur)      reference   no
-ring       largest |z| of the angular-mean high-pass profile (rings)      reference   yes
+ring       largest |z| of the angular-median residual profile (rings)     autoencoder yes
 ========== ============================================================== =========== ======
 
 Every reference statistic is a registered buffer fitted on real images only (``fit``), so it is
@@ -223,11 +223,14 @@ class SharpnessView(View):
 class RingView(View):
     """Concentric structure around the image centre (CT detector rings, MRI wrap rings).
 
-    Statistic: the angular *median* of the high-pass image ``x - blur(x, 1.5)`` at each
-    integer radius, standardised per radius on real images; the largest ``|z|`` over radii.
-    A ring covers the whole circle, so the median sees it; anatomical edges (the skull, the
-    ventricles) cover only part of any circle and are ignored by the median, which keeps the
-    statistic stable across slice positions.
+    Statistic: the angular *median*, at each integer radius around the rotation centre, of
+    the high-pass bottleneck residual ``r - blur(r, 1.5)`` with ``r = x - G(E(x))``,
+    standardised per radius on real images; the largest ``|z|`` over radii ``>= S/8``.
+    A ring covers the whole circle, so the median sees it; anatomical edges cover only part
+    of any circle and are ignored by the median, and the residual removes the head outline
+    (on the raw image, the near-circular outline of top slices fired on 30-90 % of them).
+    Radii below ``S/8`` are skipped: a "circle" of a few dozen pixels is dominated by local
+    anatomy (the ventricles), which measured as the main source of false rejections.
     """
 
     name = "ring"
@@ -236,6 +239,7 @@ class RingView(View):
         super().__init__()
         r = ops.radial_index(size, size).flatten()
         self.n_radii = int(size // 2)
+        self.min_radius = max(2, size // 8)
         counts = torch.bincount(r, minlength=self.n_radii)[: self.n_radii]
         index = torch.zeros(self.n_radii, int(counts.max()), dtype=torch.long)
         valid = torch.zeros_like(index, dtype=torch.bool)
@@ -256,14 +260,14 @@ class RingView(View):
 
     def fit(self, ctx: ScoringContext) -> None:
         """Fit per-radius mean and std of the angular-median high-pass profile."""
-        p = self._profile(ctx.x)
+        p = self._profile(ctx.x - ctx.recon)
         self.mu.copy_(p.mean(0))
         self.sd.copy_(p.std(0).clamp_min(1e-4))
 
     def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
         """Largest ``|z|`` over radii 2..S/2-1, and a map lighting the deviating radii."""
-        z = ((self._profile(ctx.x) - self.mu) / self.sd).abs()
-        z[:, :2] = 0.0
+        z = ((self._profile(ctx.x - ctx.recon) - self.mu) / self.sd).abs()
+        z[:, : self.min_radius] = 0.0
         m = z[:, self.radius][:, None] * ctx.foreground
         return z.max(1).values, m
 
