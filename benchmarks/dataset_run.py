@@ -34,8 +34,13 @@ def _load(source: str, cfg: GuardConfig, test_variants: int, seed: int) -> tuple
     train = load_dataset(
         source, "train", size, variants=cfg.train_variants, augment=True, seed=seed
     )
-    val = load_dataset(source, "val", size, variants=cfg.calibration_variants, seed=seed + 1)
-    test = load_dataset(source, "test", size, variants=test_variants, seed=seed + 2)
+    # every real split gets the same augmentation: it stands in for the subject-to-subject
+    # variation one template cannot show, and "real" must mean the same thing in training,
+    # calibration and test (as in Guard.fit)
+    val = load_dataset(
+        source, "val", size, variants=cfg.calibration_variants, augment=True, seed=seed + 1
+    )
+    test = load_dataset(source, "test", size, variants=test_variants, augment=True, seed=seed + 2)
     return train, val, test
 
 

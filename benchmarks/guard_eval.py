@@ -187,7 +187,12 @@ def main(argv: list[str] | None = None) -> dict:
     guard = Guard.fit(args.data, cfg)
     fit_s = time.time() - t0
     test = load_dataset(
-        args.data, "test", cfg.image_size, variants=args.test_variants, seed=args.seed + 2
+        args.data,
+        "test",
+        cfg.image_size,
+        variants=args.test_variants,
+        augment=True,
+        seed=args.seed + 2,
     )
     res = evaluate_detection(guard, test.images, artifact_suite(test.images, test.masks, 7))
     t0 = time.time()

@@ -1,4 +1,4 @@
-"""The one interface every benchmarked method implements, plus a shared Lightning trainer.
+"""The one interface every benchmarked method implements (trained with SAFEGEN's trainer).
 
 A method is fitted on real images only (``train`` to learn, ``val`` to calibrate) and then
 scores batches: an image-level anomaly score (higher = more anomalous) and, when the method
@@ -9,19 +9,14 @@ localises, a pixel map. Calibration is identical for every method (see
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 
-import lightning as L
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from safegen_guard.config import GuardConfig
 from safegen_guard.detector.autoencoder import AutoencoderConfig
+from safegen_guard.detector.training import LossModule, fit_module  # noqa: F401 (re-export)
 
 __all__ = ["Baseline", "LossModule", "fit_module", "autoencoder_config"]
-
-LossFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 class Baseline(abc.ABC):
@@ -86,76 +81,3 @@ def autoencoder_config(cfg: GuardConfig) -> AutoencoderConfig:
         latent_dim=cfg.latent_dim,
         groups=min(8, cfg.base_channels),
     )
-
-
-class LossModule(L.LightningModule):
-    """Minimal LightningModule: Adam + cosine schedule over ``loss_fn(batch, generator)``.
-
-    Args:
-        model: Parameters to optimise (updated in place).
-        loss_fn: ``(x [B,1,H,W], generator) -> scalar loss``.
-        learning_rate: Adam learning rate.
-        max_steps: Length of the cosine schedule.
-        seed: Seed of the loss's own random draws (noise, masks, dissolving).
-    """
-
-    def __init__(
-        self, model: nn.Module, loss_fn: LossFn, learning_rate: float, max_steps: int, seed: int
-    ) -> None:
-        super().__init__()
-        self.model = model
-        self.loss_fn = loss_fn
-        self.learning_rate, self.max_steps = learning_rate, max_steps
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def training_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """One step; logs ``train/loss``."""
-        loss = self.loss_fn(batch[0], self.gen)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    def configure_optimizers(self) -> dict:
-        """Adam with cosine annealing to 10% over ``max_steps`` (as SAFEGEN's trainer)."""
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.learning_rate)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            opt, T_max=self.max_steps, eta_min=0.1 * self.learning_rate
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-def fit_module(
-    model: nn.Module,
-    loss_fn: LossFn,
-    images: torch.Tensor,
-    *,
-    steps: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
-    progress: bool = True,
-) -> nn.Module:
-    """Train ``model`` for exactly ``steps`` optimiser steps with Lightning (CPU or GPU).
-
-    Returns:
-        ``model`` on the CPU in eval mode.
-    """
-    L.seed_everything(seed, workers=True, verbose=False)
-    loader = DataLoader(
-        TensorDataset(images.float()),
-        batch_size=min(batch_size, len(images)),
-        shuffle=True,
-        drop_last=len(images) > batch_size,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    module = LossModule(model, loss_fn, learning_rate, steps, seed)
-    trainer = L.Trainer(
-        max_steps=steps,
-        accelerator="auto",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, loader)
-    return module.model.cpu().eval()

@@ -13,14 +13,17 @@ structured deviations while keeping real fine detail.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from safegen_guard.detector.autoencoder import SafeGenAutoencoder
 
-__all__ = ["AutoencoderModule", "train_autoencoder", "coarse_noise"]
+__all__ = ["LossModule", "fit_module", "denoising_loss", "train_autoencoder", "coarse_noise"]
 
 
 def coarse_noise(
@@ -36,48 +39,95 @@ def coarse_noise(
     return F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
 
 
-class AutoencoderModule(L.LightningModule):
-    """LightningModule wrapping :class:`SafeGenAutoencoder` with the denoising objective.
+LossFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+class LossModule(L.LightningModule):
+    """A LightningModule that minimises ``loss_fn(batch, generator)`` over ``model``'s weights.
+
+    Every model SAFEGEN trains (its autoencoder, and the benchmark's baselines) goes through
+    this one module, so all get the same optimiser and schedule by construction.
 
     Args:
-        model: The autoencoder to train (updated in place).
+        model: Parameters to optimise (updated in place).
+        loss_fn: ``(x [B, C, H, W], generator) -> scalar loss``.
         learning_rate: Adam learning rate (cosine-annealed to 10% over ``max_steps``).
-        max_steps: Total optimiser steps (for the schedule).
-        noise_std: Coarse noise standard deviation.
-        noise_res: Coarse noise resolution.
+        max_steps: Length of the schedule.
+        seed: Seed of the loss's own random draws (noise, masks), explicit and local.
     """
 
     def __init__(
-        self,
-        model: SafeGenAutoencoder,
-        learning_rate: float,
-        max_steps: int,
-        noise_std: float,
-        noise_res: int,
+        self, model: nn.Module, loss_fn: LossFn, learning_rate: float, max_steps: int, seed: int
     ) -> None:
         super().__init__()
         self.model = model
+        self.loss_fn = loss_fn
         self.learning_rate, self.max_steps = learning_rate, max_steps
-        self.noise_std, self.noise_res = noise_std, noise_res
+        self.gen = torch.Generator().manual_seed(seed)
 
     def training_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """One denoising step on both paths; logs ``train/loss``."""
-        (x,) = batch
-        noise = coarse_noise(x.shape, self.noise_std, self.noise_res).to(x)
-        z, feats = self.model.encode((x + noise).contiguous(memory_format=torch.channels_last))
-        loss_b = F.mse_loss(self.model.decode(z), x)
-        loss_s = F.mse_loss(self.model.decode(z, feats), x)
-        loss = loss_b + loss_s
+        """One step on ``batch[0]``; logs ``train/loss``."""
+        loss = self.loss_fn(batch[0], self.gen)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def configure_optimizers(self) -> dict:
-        """Adam with cosine annealing over ``max_steps``."""
+        """Adam with cosine annealing to 10% of the learning rate over ``max_steps``."""
         opt = torch.optim.Adam(self.model.parameters(), lr=self.learning_rate)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=self.max_steps, eta_min=0.1 * self.learning_rate
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def fit_module(
+    model: nn.Module,
+    loss_fn: LossFn,
+    images: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    accelerator: str = "auto",
+    progress: bool = True,
+) -> nn.Module:
+    """Train ``model`` on ``images`` ``[N, C, H, W]`` for exactly ``steps`` optimiser steps.
+
+    Returns:
+        ``model`` on the CPU in eval mode.
+    """
+    L.seed_everything(seed, workers=True, verbose=False)
+    loader = DataLoader(
+        TensorDataset(images.float()),
+        batch_size=min(batch_size, len(images)),
+        shuffle=True,
+        drop_last=len(images) > batch_size,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+    )
+    module = LossModule(model, loss_fn, learning_rate, steps, seed)
+    trainer.fit(module, loader)
+    return module.model.cpu().eval()
+
+
+def denoising_loss(model: SafeGenAutoencoder, noise_std: float, noise_res: int) -> LossFn:
+    """SAFEGEN's objective: reconstruct ``x`` from ``x + coarse noise`` through both paths."""
+
+    def loss(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        noise = coarse_noise(x.shape, noise_std, noise_res, generator).to(x)
+        z, feats = model.encode((x + noise).contiguous(memory_format=torch.channels_last))
+        return F.mse_loss(model.decode(z), x) + F.mse_loss(model.decode(z, feats), x)
+
+    return loss
 
 
 def train_autoencoder(
@@ -98,24 +148,15 @@ def train_autoencoder(
     Returns:
         The trained model, on CPU, in eval mode.
     """
-    L.seed_everything(seed, workers=True, verbose=False)
-    loader = DataLoader(
-        TensorDataset(images.float()),
-        batch_size=min(batch_size, len(images)),
-        shuffle=True,
-        drop_last=len(images) > batch_size,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    module = AutoencoderModule(model, learning_rate, max_steps, noise_std, noise_res)
-    trainer = L.Trainer(
-        max_steps=max_steps,
+    fit_module(
+        model,
+        denoising_loss(model, noise_std, noise_res),
+        images,
+        steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
         accelerator=accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        deterministic=False,
+        progress=progress,
     )
-    trainer.fit(module, loader)
-    return module.model.cpu().eval()
+    return model.cpu().eval()
