@@ -9,7 +9,6 @@ scales, ``alpha``, ``tau``) is a parameter or buffer, so ``guard.save``/``Guard.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -183,9 +182,7 @@ def detector_statistic(guard: nn.Module, x: torch.Tensor, chunk: int = 128) -> t
         outs = [guard.detector.score(c.clone()) for c in x.split(chunk)]
     stats = torch.cat([o[0] for o in outs])
     cond = torch.cat([o[2].flatten(1).float().mean(1) for o in outs])  # foreground fraction
-    if len(inspect.signature(guard.calibrator.decide).parameters) >= 2:  # Mondrian calibrator
-        return guard.calibrator.decide(stats, cond)["fused"]
-    return guard.calibrator.decide(stats)["fused"]
+    return guard.calibrator.decide(stats, cond)["fused"]
 
 
 def inject_mix(
