@@ -36,6 +36,7 @@ from safegen_guard.errors import NotFittedError
 from safegen_guard.validation import check_probability
 
 __all__ = [
+    "foreground_fraction",
     "conformal_p_values",
     "conformal_threshold",
     "robust_center_scale",
@@ -43,6 +44,18 @@ __all__ = [
 ]
 
 _MAX_QUANTILE_ELEMENTS = 2_000_000
+
+
+def foreground_fraction(foreground: torch.Tensor) -> torch.Tensor:
+    """The Mondrian conditioning value: share of the frame that is head/body.
+
+    Args:
+        foreground: ``[B, 1, H, W]`` bool foreground masks.
+
+    Returns:
+        ``[B]`` float in ``[0, 1]``.
+    """
+    return foreground.flatten(1).float().mean(1)
 
 
 def conformal_p_values(reference: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from safegen_guard import checkpoint
-from safegen_guard.calibration import Calibrator
+from safegen_guard.calibration import Calibrator, foreground_fraction
 from safegen_guard.config import GuardConfig
 from safegen_guard.data.dataset import SliceDataset
 from safegen_guard.detector.autoencoder import AutoencoderConfig
@@ -141,7 +141,7 @@ class Guard(nn.Module):
         self.detector.fit_views(half_a)
         stats_a, _, fg_a = self._score_chunks(half_a)
         stats_b, maps_b, fg_b = self._score_chunks(half_b)
-        cond_a, cond_b = (fg.flatten(1).float().mean(1) for fg in (fg_a, fg_b))
+        cond_a, cond_b = foreground_fraction(fg_a), foreground_fraction(fg_b)
         self.calibrator.fit_images(stats_a, stats_b, cond_a, cond_b)
         self.calibrator.fit_pixels(maps_b, fg_b, seed=self.config.seed)
         self._fingerprint = ""
@@ -180,7 +180,7 @@ class Guard(nn.Module):
         clean = torch.where(finite[:, None, None, None], x, torch.zeros_like(x))
         with torch.inference_mode(False), torch.no_grad():
             stats, maps, fg = self._score_chunks(clean.clone(), batch_size)
-        verdict = self._verdict(stats, maps, fg.flatten(1).float().mean(1), finite)
+        verdict = self._verdict(stats, maps, foreground_fraction(fg), finite)
         if explain:
             verdict = self._explain(clean, verdict, explain)
         return verdict

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from safegen_guard.calibration import foreground_fraction
 from safegen_guard.detector import ops
 from safegen_guard.explain.combine import calibrated_unit, combine_maps, fit_combination
 from safegen_guard.explain.distill import ScorePredictor, distil_predictor
@@ -181,7 +182,7 @@ def detector_statistic(guard: nn.Module, x: torch.Tensor, chunk: int = 128) -> t
     with torch.inference_mode(False), torch.no_grad():
         outs = [guard.detector.score(c.clone()) for c in x.split(chunk)]
     stats = torch.cat([o[0] for o in outs])
-    cond = torch.cat([o[2].flatten(1).float().mean(1) for o in outs])  # foreground fraction
+    cond = foreground_fraction(torch.cat([o[2] for o in outs]))
     return guard.calibrator.decide(stats, cond)["fused"]
 
 
