@@ -203,8 +203,8 @@ class Calibrator(nn.Module):
         Raises:
             ValueError: too few images for the requested false-reject rate even in one bin.
         """
-        k = self._feasible_bins(cond_a, cond_b)
-        self.bin_edges = self._edges(cond_a, cond_b, k)
+        self.bin_edges = self._feasible_edges(cond_a, cond_b)
+        k = len(self.bin_edges) + 1
         bins_a, bins_b = self.assign_bins(cond_a), self.assign_bins(cond_b)
         center, scale = torch.zeros(k, stats_a.shape[1]), torch.ones(k, stats_a.shape[1])
         for b in range(k):
@@ -222,8 +222,8 @@ class Calibrator(nn.Module):
         qs = torch.linspace(0, 1, k + 1)[1:-1]
         return torch.quantile(torch.cat([cond_a, cond_b]).float(), qs).unique()
 
-    def _feasible_bins(self, cond_a: torch.Tensor, cond_b: torch.Tensor) -> int:
-        """Largest bin count ``<= n_bins`` whose every bin has enough real images.
+    def _feasible_edges(self, cond_a: torch.Tensor, cond_b: torch.Tensor) -> torch.Tensor:
+        """Bin edges of the largest bin count ``<= n_bins`` whose bins hold enough images.
 
         Each bin needs ``ceil(1/alpha) - 1`` images of half B (so a rejection is possible)
         and 5 of half A (for a stable median/MAD). Tied foreground fractions can merge
@@ -237,8 +237,8 @@ class Calibrator(nn.Module):
             counts_a = torch.bincount(torch.bucketize(cond_a.float(), edges), minlength=k)
             counts_b = torch.bincount(torch.bucketize(cond_b.float(), edges), minlength=k)
             if int(counts_a.min()) >= 5 and int(counts_b.min()) >= need_b:
-                return k
-        return 1
+                return edges
+        return torch.zeros(0)
 
     def fit_pixels(self, maps: torch.Tensor, foreground: torch.Tensor, seed: int = 0) -> None:
         """Fit per-view map scales and ``tau`` on real images.

@@ -102,13 +102,7 @@ class Verdict:
                 kwargs[f.name] = torch.cat([getattr(x, f.name) for x in verdicts])
             elif isinstance(v, dict):
                 kwargs[f.name] = {
-                    k: torch.cat(
-                        [
-                            x.view_scores[k] if f.name == "view_scores" else x.view_p_values[k]
-                            for x in verdicts
-                        ]
-                    )
-                    for k in v
+                    k: torch.cat([getattr(x, f.name)[k] for x in verdicts]) for k in v
                 }
             elif v is None and f.name in _MAP_FIELDS:
                 kwargs[f.name] = None

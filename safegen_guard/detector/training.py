@@ -148,7 +148,7 @@ def train_autoencoder(
     Returns:
         The trained model, on CPU, in eval mode.
     """
-    fit_module(
+    return fit_module(
         model,
         denoising_loss(model, noise_std, noise_res),
         images,
@@ -159,4 +159,3 @@ def train_autoencoder(
         accelerator=accelerator,
         progress=progress,
     )
-    return model.cpu().eval()

@@ -252,21 +252,22 @@ class RingView(View):
         self.register_buffer("mu", torch.zeros(self.n_radii))
         self.register_buffer("sd", torch.ones(self.n_radii))
 
-    def _profile(self, x: torch.Tensor) -> torch.Tensor:
-        h = (x - ops.gaussian_blur(x, 1.5))[:, 0].flatten(1)
+    def _profile(self, ctx: ScoringContext) -> torch.Tensor:
+        r = ctx.x - ctx.recon
+        h = (r - ops.gaussian_blur(r, 1.5))[:, 0].flatten(1)
         rings = h[:, self.index]  # [B, R, K]
         rings = torch.where(self.valid, rings, torch.full_like(rings, math.nan))
         return rings.nanmedian(dim=2).values
 
     def fit(self, ctx: ScoringContext) -> None:
         """Fit per-radius mean and std of the angular-median high-pass profile."""
-        p = self._profile(ctx.x - ctx.recon)
+        p = self._profile(ctx)
         self.mu.copy_(p.mean(0))
         self.sd.copy_(p.std(0).clamp_min(1e-4))
 
     def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
         """Largest ``|z|`` over radii 2..S/2-1, and a map lighting the deviating radii."""
-        z = ((self._profile(ctx.x - ctx.recon) - self.mu) / self.sd).abs()
+        z = ((self._profile(ctx) - self.mu) / self.sd).abs()
         z[:, : self.min_radius] = 0.0
         m = z[:, self.radius][:, None] * ctx.foreground
         return z.max(1).values, m
