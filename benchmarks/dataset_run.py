@@ -73,8 +73,9 @@ def _config(args: argparse.Namespace, suite: dict) -> GuardConfig:
     known = {f.name for f in fields(GuardConfig)}
     overrides = {k: v for k, v in suite.get("guard_overrides", {}).items() if k in known}
     overrides.update(seed=args.seed, progress=not args.quiet)
-    if args.steps:
-        overrides["max_steps"] = args.steps
+    steps = args.steps or suite.get("steps")
+    if steps:
+        overrides["max_steps"] = steps
     if args.size:
         overrides["image_size"] = args.size
     return GuardConfig.profile(suite["profile"], **overrides)

@@ -140,6 +140,7 @@ def load_mni152(
             "block_size": BLOCK_SIZE,
             "guard_gap": GUARD_GAP,
             "pattern": list(BLOCK_PATTERN),
+            "end_blocks": "val",
             "min_foreground_fraction": MIN_FOREGROUND_FRACTION,
         },
     }

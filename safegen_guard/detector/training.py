@@ -114,7 +114,7 @@ def fit_module(
         enable_progress_bar=progress,
         enable_model_summary=False,
     )
-    module = LossModule(model, loss_fn, learning_rate, steps, seed)
+    module = LossModule(model, loss_fn, learning_rate, steps, seed).train()
     trainer.fit(module, loader)
     return module.model.cpu().eval()
 

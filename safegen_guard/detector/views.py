@@ -223,12 +223,16 @@ class SharpnessView(View):
 class RingView(View):
     """Concentric structure around the image centre (CT detector rings, MRI wrap rings).
 
-    Statistic: the angular *median*, at each integer radius around the rotation centre, of
-    the high-pass bottleneck residual ``r - blur(r, 1.5)`` with ``r = x - G(E(x))``,
-    standardised per radius on real images; the largest ``|z|`` over radii ``>= S/8``.
-    A ring covers the whole circle, so the median sees it; anatomical edges cover only part
-    of any circle and are ignored by the median, and the residual removes the head outline
-    (on the raw image, the near-circular outline of top slices fired on 30-90 % of them).
+    Statistic: the angular *interquartile mean* (mean of the middle half of the values), at
+    each integer radius around the rotation centre, of the high-pass bottleneck residual
+    ``r - blur(r, S / 100)`` with ``r = x - G(E(x))``, standardised per radius on real
+    images; the largest ``|z|`` over radii ``>= S/8``. A ring covers the whole circle, so the
+    middle half sees it; anatomical edges cover only part of any circle and fall in the
+    trimmed quarters, and the residual removes the head outline (on the raw image, the
+    near-circular outline of top slices fired on 30-90 % of them). The high-pass scale was
+    chosen on validation slices, never test (ring AUROC at strong, quick profile: blur
+    sigma 1.5 px 0.88, 1.0 px 0.92, 0.65 px 0.94; rings are 1-2 px wide); the interquartile
+    mean beat the median by 0.01-0.02 at every scale.
     Radii below ``S/8`` are skipped: a "circle" of a few dozen pixels is dominated by local
     anatomy (the ventricles), which measured as the main source of false rejections.
     """
@@ -248,16 +252,27 @@ class RingView(View):
             index[rad, : len(pix)], valid[rad, : len(pix)] = pix, True
         self.register_buffer("index", index)
         self.register_buffer("valid", valid)
+        # after sorting each circle (padding sorts last), its middle half sits at fixed slots
+        middle = torch.zeros_like(valid)
+        for rad in range(self.n_radii):
+            c = int(counts[rad])
+            lo, hi = c // 4, max(c // 4 + 1, -(-3 * c // 4))
+            middle[rad, lo:hi] = True
+        self.register_buffer("middle", middle, persistent=False)
         self.register_buffer("radius", r.view(size, size).clamp_max(self.n_radii - 1))
         self.register_buffer("mu", torch.zeros(self.n_radii))
         self.register_buffer("sd", torch.ones(self.n_radii))
+        self.sigma = size / 100.0
 
     def _profile(self, ctx: ScoringContext) -> torch.Tensor:
+        """``[B, R]`` angular interquartile mean of the high-pass residual per radius."""
         r = ctx.x - ctx.recon
-        h = (r - ops.gaussian_blur(r, 1.5))[:, 0].flatten(1)
+        h = (r - ops.gaussian_blur(r, self.sigma))[:, 0].flatten(1)
         rings = h[:, self.index]  # [B, R, K]
-        rings = torch.where(self.valid, rings, torch.full_like(rings, math.nan))
-        return rings.nanmedian(dim=2).values
+        rings = torch.where(self.valid, rings, torch.full_like(rings, math.inf))
+        ordered = rings.sort(dim=2).values
+        kept = torch.where(self.middle, ordered, torch.zeros_like(ordered)).sum(2)
+        return kept / self.middle.sum(1)
 
     def fit(self, ctx: ScoringContext) -> None:
         """Fit per-radius mean and std of the angular-median high-pass profile."""
