@@ -170,9 +170,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     guard = _load_guard(a.guard, a.profile, a.guard_steps)
     size = guard.config.image_size
-    train = load_dataset("mni152", "train", size, variants=2, seed=0).images
-    val = load_dataset("mni152", "val", size, variants=4, seed=1).images
-    test = load_dataset("mni152", "test", size, variants=a.test_variants, seed=2)
+    # the same augmented real splits as Guard.fit and benchmarks.run
+    train = load_dataset("mni152", "train", size, variants=2, augment=True, seed=0).images
+    val = load_dataset("mni152", "val", size, variants=4, augment=True, seed=1).images
+    test = load_dataset("mni152", "test", size, variants=a.test_variants, augment=True, seed=2)
     x_val, gt_val = inject_mix(val[1::2].repeat(2, 1, 1, 1), LOCAL, 40_000)
     res: dict = {"guard_config": guard.config.to_dict()}
     cfg = {}

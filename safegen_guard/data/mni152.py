@@ -5,10 +5,12 @@ Slices (1 mm isotropic template, 197 x 233 x 189, axial = last axis):
 * kept when the head foreground covers >= 10 % of the square-padded frame
   (:data:`~safegen_guard.data.foreground.MIN_FOREGROUND_FRACTION`), which keeps 114 slices (28-141)
   from the skull base to the upper convexity;
-* split by interleaved blocks of 3 slices, pattern ``train train val train test`` repeated
-  (54 / 18 / 18 slices), with 1 slice dropped between blocks of different splits
+* split by interleaved blocks of 3 slices, pattern ``train train val train test`` repeated,
+  the lowest and the highest block going to val (51 / 24 / 18 slices), with 1 slice dropped
+  between blocks of different splits
   (:func:`~safegen_guard.data.foreground.interleaved_split`). Every split covers the whole
-  brain extent, and no two splits contain adjacent slices.
+  brain extent, every test slice lies between val slices, and no two splits contain adjacent
+  slices.
 
 Each kept slice is centre-padded to square, resized with area averaging, then turned into
 ``variants`` acquisitions (:mod:`safegen_guard.data.acquisition`). The foreground mask is
