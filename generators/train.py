@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="training iterations (batches); default from the preset",
     )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="also stop after this many minutes of training (Lightning max_time)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--guard", default=None, help="saved SAFEGEN guard directory")
     p.add_argument("--guard-every", type=int, default=100, help="batches between guard checks")
@@ -197,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         accelerator=args.accelerator or train_cfg.accelerator,
         devices=_devices(str(args.devices)),
         max_steps=max_steps * module.optimizer_steps_per_batch,
+        max_time=None if args.max_minutes is None else {"minutes": args.max_minutes},
         logger=build_logger(args.logger, out, f"{args.model}-{args.preset}-{args.size}"),
         callbacks=_callbacks(
             args, out, args.checkpoint_every or train_cfg.checkpoint_every, module
@@ -206,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         enable_progress_bar=False,
     )
     trainer.fit(module, datamodule=data, ckpt_path=str(args.resume) if args.resume else None)
+    # the periodic checkpoints miss the final steps (and a --max-minutes stop entirely)
+    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
     if trainer.is_global_zero:
         images = module.sample(args.grid, torch.Generator().manual_seed(args.seed)).cpu()
         grid = save_grid(images, out / "samples_final.png")

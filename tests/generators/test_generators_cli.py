@@ -94,3 +94,14 @@ def test_save_grid_layout_and_validation(tmp_path: Path) -> None:
     assert arr[1:5, 6:10].eq(255).all() and arr[1:5, 1:5].eq(0).all()
     with pytest.raises(ValueError, match=r"intensities must lie in \[0, 1\]"):
         save_grid(images * 2, tmp_path / "bad.png")
+
+
+def test_max_minutes_stops_training_before_max_steps(tmp_path: Path) -> None:
+    out = tmp_path / "timed"
+    args = ["ddpm", "--size", "32", "--preset", "tiny", "--max-steps", "1000"]
+    args += ["--max-minutes", "0", "--out", str(out), "--logger", "none", "--grid", "1"]
+    assert train_cli.main(args) == 0
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    # Lightning's Timer stops as soon as max_time has passed; the final checkpoint is written
+    assert ckpt["global_step"] < 1000
+    assert (out / "samples_final.png").exists()
