@@ -38,7 +38,9 @@ class GuardConfig:
         train_variants: Acquisition draws per training slice (named datasets only).
         calibration_variants: Acquisition draws per calibration slice (named datasets only).
         accelerator: Lightning accelerator for training (``"auto"`` uses a GPU if present).
-        score_batch_size: Images per chunk in ``evaluate`` (bounds memory).
+        score_batch_size: Images per chunk in ``evaluate`` (bounds memory). Small chunks are
+            faster on CPU (activations stay in cache; measured at 64 px on 2 cores: 32 ->
+            ~220 images/s, 128 -> ~170, 512 -> ~120); ``full`` (GPU) uses 128.
         seed: Seed of training, data draws and calibration splits.
         progress: Show progress bars.
     """
@@ -60,7 +62,7 @@ class GuardConfig:
     train_variants: int = 8
     calibration_variants: int = 32
     accelerator: str = "auto"
-    score_batch_size: int = 128
+    score_batch_size: int = 32
     seed: int = 0
     progress: bool = True
 
@@ -115,6 +117,7 @@ class GuardConfig:
                 learning_rate=1e-4,
                 train_variants=16,
                 calibration_variants=32,
+                score_batch_size=128,
             ),
         }
         return replace(cls(**presets[name]), **overrides)

@@ -18,6 +18,7 @@ __all__ = [
     "local_noise_std",
     "estimate_foreground",
     "radial_index",
+    "erode",
 ]
 
 # Immerkaer (1996) fast noise-variance estimator: the difference of two Laplacians cancels
@@ -122,3 +123,18 @@ def radial_index(height: int, width: int, device: torch.device | None = None) ->
     xx = torch.arange(width, device=device, dtype=torch.float32) - width // 2
     r = torch.sqrt(yy[:, None] ** 2 + xx[None, :] ** 2)
     return r.round().long()
+
+
+def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary erosion by a ``(2 radius + 1)``-square; pixels beyond the frame count as inside.
+
+    Args:
+        mask: ``[B, 1, H, W]`` bool.
+        radius: Erosion radius in pixels (``<= 0`` returns ``mask``).
+
+    Returns:
+        ``[B, 1, H, W]`` bool, a subset of ``mask``.
+    """
+    if radius <= 0:
+        return mask
+    return -F.max_pool2d(-mask.float(), 2 * radius + 1, stride=1, padding=radius) > 0.5

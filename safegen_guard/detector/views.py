@@ -130,15 +130,22 @@ class NoiseLevelView(View):
 
 
 class TextureView(View):
-    """Local noise inconsistency: ``|log(local noise / global noise)|`` (local noise or blur)."""
+    """Local noise inconsistency: ``|log(local noise / global noise)|`` (local noise or blur).
+
+    Only pixels whose whole noise window lies inside the foreground count (the foreground
+    eroded by half a window): a window straddling the body outline mixes in the background's
+    different noise, and on CT those outline pixels were the largest natural ratios (CT local
+    blur AUROC on validation slices: 0.70 with the full foreground, 0.88 eroded).
+    """
 
     name = "texture"
 
     def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-1% mean of the smoothed absolute log ratio over the foreground, and the map."""
+        """Top-1% mean of the smoothed absolute log ratio over the eroded foreground, and map."""
         ratio = (ctx.local_noise.clamp_min(_EPS) / _global_noise(ctx)[:, None, None, None]).log()
-        m = ops.gaussian_blur(ratio, 1.0).abs() * ctx.foreground
-        return _top_mean(m, ctx.foreground), m
+        inner = ops.erode(ctx.foreground, _window(ctx.x) // 2)
+        m = ops.gaussian_blur(ratio, 1.0).abs() * inner
+        return _top_mean(m, inner), m
 
 
 class SpectrumView(View):

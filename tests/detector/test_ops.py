@@ -68,3 +68,14 @@ def test_estimate_foreground_and_radial_index():
     assert fg.dtype == torch.bool and bool(fg[0, 0, 16, 16]) and not bool(fg[0, 0, 1, 1])
     r = ops.radial_index(5, 5)
     assert r.dtype == torch.long and int(r[2, 2]) == 0 and int(r[2, 4]) == 2 and int(r[0, 0]) == 3
+
+
+def test_erode_square_and_frame_edges():
+    m = torch.zeros(1, 1, 9, 9, dtype=torch.bool)
+    m[..., 2:7, 2:7] = True
+    expected = torch.zeros_like(m)
+    expected[..., 3:6, 3:6] = True
+    assert torch.equal(ops.erode(m, 1), expected)
+    assert torch.equal(ops.erode(m, 0), m)
+    # the frame border is not background: a full mask stays full
+    assert ops.erode(torch.ones(1, 1, 5, 5, dtype=torch.bool), 2).all()
