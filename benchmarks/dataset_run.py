@@ -68,11 +68,7 @@ def _groups(suite: list[dict]) -> dict[str, list[int]]:
 
 
 def _config(args: argparse.Namespace, suite: dict) -> GuardConfig:
-    from dataclasses import fields
-
-    known = {f.name for f in fields(GuardConfig)}
-    overrides = {k: v for k, v in suite.get("guard_overrides", {}).items() if k in known}
-    overrides.update(seed=args.seed, progress=not args.quiet)
+    overrides = {**suite.get("guard_overrides", {}), "seed": args.seed, "progress": not args.quiet}
     steps = args.steps or suite.get("steps")
     if steps:
         overrides["max_steps"] = steps

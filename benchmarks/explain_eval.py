@@ -76,7 +76,7 @@ def _single_map_taus(expl, guard, x_val, gt_val) -> dict[str, float]:  # noqa: A
     return {n: fit_combination(comp[n], gt_val, alphas=one)[1] for n in COMPONENTS}
 
 
-def localisation_table(guard, expl, suite, taus, n_id: int, clean: torch.Tensor) -> list[dict]:  # noqa: ANN001
+def localisation_table(guard, suite, taus, n_id: int, clean: torch.Tensor) -> list[dict]:  # noqa: ANN001
     """Per cell and map: pixel AUROC, Dice, IoU, pointing game, top-k, insertion/deletion.
 
     Insertion/deletion move pixels between the corrupted image and its *clean* original
@@ -86,6 +86,7 @@ def localisation_table(guard, expl, suite, taus, n_id: int, clean: torch.Tensor)
     -170 and +25, meaningless).
     """
     rows = []
+    sub = clean[:n_id]
     for cell in suite:
         x, gt = cell["images"], cell["masks"]
         v = guard.evaluate(x, explain=True)
@@ -99,7 +100,6 @@ def localisation_table(guard, expl, suite, taus, n_id: int, clean: torch.Tensor)
         masks = {n: maps[n] > taus[n] for n in COMPONENTS}
         masks["heatmap"], masks["anomaly_map_calibrated"] = v.mask, v.anomaly_map > 0.5
         has = gt.flatten(1).any(1)
-        sub = clean[:n_id]
         for name, m in masks.items():
             s = maps["anomaly_map" if name == "anomaly_map_calibrated" else name]
             row = {
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     taus = _single_map_taus(expl, guard, x_val, gt_val)
     res["single_map_tau_val"] = taus
     suite = artifact_suite(test.images, test.masks, 7, kinds=LOCAL)
-    res["rows"] = localisation_table(guard, expl, suite, taus, a.n_insertion, test.images)
+    res["rows"] = localisation_table(guard, suite, taus, a.n_insertion, test.images)
     res["summary"] = _summary(res["rows"])
     res["ms_per_image"] = timings(guard, test.images[:32])
     print(

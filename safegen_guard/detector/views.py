@@ -13,7 +13,7 @@ noise      |z| of the global noise level (Immerkaer) vs real scans        refere
 texture    top-1% |log| local/global noise ratio (local noise or blur)    reference   yes
 spectrum   top-k positive z of the log power spectrum (spikes, patterns)  reference   yes
 sharpness  largest high-frequency deficit over 8 orientations (blur)      reference   no
-ring       largest |z| of the angular-median residual profile (rings)     autoencoder yes
+ring       largest |z| of the angular trimmed-mean residual profile       autoencoder yes
 ========== ============================================================== =========== ======
 
 Every reference statistic is a registered buffer fitted on real images only (``fit``), so it is
@@ -51,6 +51,7 @@ class ScoringContext:
         self.denoised = denoised
         self.foreground = ops.estimate_foreground(recon)
         self._noise: torch.Tensor | None = None
+        self._global_noise: torch.Tensor | None = None
 
     @property
     def local_noise(self) -> torch.Tensor:
@@ -58,6 +59,15 @@ class ScoringContext:
         if self._noise is None:
             self._noise = ops.local_noise_std(self.x, _window(self.x))
         return self._noise
+
+    @property
+    def global_noise(self) -> torch.Tensor:
+        """``[B]`` median local noise over the foreground (noise and texture views share it)."""
+        if self._global_noise is None:
+            n = self.local_noise
+            n = torch.where(self.foreground, n, torch.full_like(n, math.nan))
+            self._global_noise = n.flatten(1).nanmedian(1).values.clamp_min(_EPS)
+        return self._global_noise
 
 
 def _window(x: torch.Tensor) -> int:
@@ -69,12 +79,6 @@ def _top_mean(m: torch.Tensor, fg: torch.Tensor, frac: float = 0.01) -> torch.Te
     v = torch.where(fg, m, torch.zeros_like(m)).flatten(1)
     k = max(1, int(frac * v.shape[1]))
     return v.topk(k, dim=1).values.mean(1)
-
-
-def _global_noise(ctx: ScoringContext) -> torch.Tensor:
-    """Median local noise over the foreground -> ``[B]``."""
-    n = torch.where(ctx.foreground, ctx.local_noise, torch.full_like(ctx.local_noise, math.nan))
-    return n.flatten(1).nanmedian(1).values.clamp_min(_EPS)
 
 
 class View(nn.Module):
@@ -117,13 +121,13 @@ class NoiseLevelView(View):
 
     def fit(self, ctx: ScoringContext) -> None:
         """Fit mean/std of the log global noise level on real images."""
-        g = _global_noise(ctx).log()
+        g = ctx.global_noise.log()
         self.log_mu.copy_(g.mean())
         self.log_sd.copy_(g.std().clamp_min(1e-3))
 
     def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
         """``|log sigma - mu| / sd`` and the map ``|log(local / exp(mu))| / sd`` on foreground."""
-        z = ((_global_noise(ctx).log() - self.log_mu) / self.log_sd).abs()
+        z = ((ctx.global_noise.log() - self.log_mu) / self.log_sd).abs()
         local = ops.gaussian_blur(ctx.local_noise, 1.0).clamp_min(_EPS).log()
         m = ((local - self.log_mu) / self.log_sd).abs() * ctx.foreground
         return z, m
@@ -142,7 +146,7 @@ class TextureView(View):
 
     def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-1% mean of the smoothed absolute log ratio over the eroded foreground, and map."""
-        ratio = (ctx.local_noise.clamp_min(_EPS) / _global_noise(ctx)[:, None, None, None]).log()
+        ratio = (ctx.local_noise.clamp_min(_EPS) / ctx.global_noise[:, None, None, None]).log()
         inner = ops.erode(ctx.foreground, _window(ctx.x) // 2)
         m = ops.gaussian_blur(ratio, 1.0).abs() * inner
         return _top_mean(m, inner), m
@@ -282,13 +286,13 @@ class RingView(View):
         return kept / self.middle.sum(1)
 
     def fit(self, ctx: ScoringContext) -> None:
-        """Fit per-radius mean and std of the angular-median high-pass profile."""
+        """Fit per-radius mean and std of the angular interquartile-mean profile."""
         p = self._profile(ctx)
         self.mu.copy_(p.mean(0))
         self.sd.copy_(p.std(0).clamp_min(1e-4))
 
     def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """Largest ``|z|`` over radii 2..S/2-1, and a map lighting the deviating radii."""
+        """Largest ``|z|`` over radii ``S/8..S/2-1``, and a map lighting the deviating radii."""
         z = ((self._profile(ctx) - self.mu) / self.sd).abs()
         z[:, : self.min_radius] = 0.0
         m = z[:, self.radius][:, None] * ctx.foreground
