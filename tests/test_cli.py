@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from safegen_guard import Guard
+from safegen_guard.checkpoint import FORMAT_VERSION
 from safegen_guard.cli import main
 
 
@@ -115,7 +116,7 @@ def test_info(guard_dir, capsys):
     assert main(["info", str(guard_dir)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["config"]["image_size"] == 32
-    assert "weights_sha256" not in info and info["format_version"] == "1.0"
+    assert "weights_sha256" not in info and info["format_version"] == FORMAT_VERSION
 
 
 def test_no_command_prints_help(capsys):

@@ -10,7 +10,7 @@ view       statistic (higher = more anomalous)                            learne
 recon      top-1% mean of the smoothed bottleneck residual |x - G(E(x))|  autoencoder yes
 denoise    top-1% mean of the smoothed skip-path residual                 autoencoder yes
 noise      |z| of the global noise level (Immerkaer) vs real scans        reference   yes
-texture    top-1% |log| local/global noise ratio (local noise or blur)    reference   yes
+texture    top-1% |z| of local texture vs real scans at that pixel/level  reference   yes
 spectrum   top-k positive z of the log power spectrum (spikes, patterns)  reference   yes
 sharpness  largest high-frequency deficit over 8 orientations (blur)      reference   no
 ring       largest |z| of the angular trimmed-mean residual profile       autoencoder yes
@@ -134,21 +134,87 @@ class NoiseLevelView(View):
 
 
 class TextureView(View):
-    """Local noise inconsistency: ``|log(local noise / global noise)|`` (local noise or blur).
+    """Local texture against what real scans show at the same place and brightness.
 
-    Only pixels whose whole noise window lies inside the foreground count (the foreground
-    eroded by half a window): a window straddling the body outline mixes in the background's
-    different noise, and on CT those outline pixels were the largest natural ratios (CT local
-    blur AUROC on validation slices: 0.70 with the full foreground, 0.88 eroded).
+    The local texture is ``t = log(box_w(|h|) / sigma)``: the mean magnitude of the
+    Immerkaer high-pass ``h`` over a small ``w x w`` box (3 px at 64), relative to the
+    image's global noise level ``sigma`` (so the dose or field strength cancels). Real scans
+    do not have the same texture everywhere: lungs and cortex carry fine structure, soft
+    tissue is flat, and CT noise is not stationary. So ``t`` is compared with what real
+    images show *at that pixel* and *at that brightness*, fitted on real images only:
+
+    ``z = (t - P[i, j] - m[b]) / D[i, j]``, with ``P`` the per-pixel mean of ``t`` over real
+    images, ``m[b]`` the mean of the remainder over real pixels whose smoothed intensity
+    falls in bin ``b`` (16 bins over ``[0, 1]``), and ``D`` the per-pixel standard deviation
+    of what is left (larger near the body outline, where anatomy varies most).
+
+    A local blur wipes texture out (``z`` far below 0), local noise adds some (far above),
+    so the statistic is two-sided: the top-1% mean of ``|blur(z, 1.5 px)|``. Only pixels
+    whose neighbourhood lies inside the body count (the foreground eroded by half the
+    noise window: at the outline, partial volume and the background's noise dominate), and
+    only where at least ``min_images`` real images had body: elsewhere there is no
+    reference to judge texture by (the other views still see those pixels).
+
+    Chosen on validation slices only, never test. CT local blur AUROC at strong, the view
+    alone: the median-based noise estimate of
+    :func:`~safegen_guard.detector.ops.local_noise_std` over a 7 px window without a
+    reference 0.88; the 3 px box mean 0.94; plus the brightness reference 0.97; plus
+    position 0.985 (a 5 px box: 0.97-0.98). Smoothing ``z`` by 1.5 px instead of 1 px raised
+    MRI mild checkerboards from 0.93 to 0.955 at no cost on CT; MRI local blur stays at 1.0.
+    A per-pixel spread ``D`` scored the same as a per-brightness one (within 0.005).
+
+    Args:
+        size: Image side ``S``.
+        n_bins: Brightness bins.
+        min_pixels: Real pixels a brightness bin needs for its own mean (else the pooled one).
+        min_images: Real images a pixel must be inside the body in to be scored at all.
     """
 
     name = "texture"
 
+    def __init__(
+        self, size: int, n_bins: int = 16, min_pixels: int = 100, min_images: int = 10
+    ) -> None:
+        super().__init__()
+        self.window = max(3, (size // 32) | 1)
+        self.n_bins, self.min_pixels, self.min_images = n_bins, min_pixels, min_images
+        self.register_buffer("position_mean", torch.zeros(size, size))
+        self.register_buffer("position_sd", torch.ones(size, size))
+        self.register_buffer("bin_mean", torch.zeros(n_bins))
+        self.register_buffer("position_known", torch.ones(size, size, dtype=torch.bool))
+
+    def _texture(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``t`` ``[B, 1, H, W]``, brightness bins (long) and the eroded foreground (bool)."""
+        energy = ops.box_mean(ops.laplacian_residual(ctx.x).abs(), self.window)
+        t = (energy.clamp_min(_EPS) / ctx.global_noise[:, None, None, None]).log()
+        level = ops.gaussian_blur(ctx.x, 1.0).clamp(0.0, 1.0)
+        bins = (level * self.n_bins).long().clamp_max(self.n_bins - 1)
+        return t, bins, ops.erode(ctx.foreground, _window(ctx.x) // 2)
+
+    def fit(self, ctx: ScoringContext) -> None:
+        """Fit ``P``, ``m`` and ``D`` (in that order) on real images."""
+        t, bins, inner = self._texture(ctx)
+        count = inner.float().sum(0)[0]
+        self.position_known.copy_(count >= self.min_images)
+        inner = inner & self.position_known
+        w = inner.float()
+        mean = (t * w).sum(0)[0] / count.clamp_min(1.0)
+        self.position_mean.copy_(torch.where(self.position_known, mean, 0.0))
+        rest = (t - self.position_mean)[inner]
+        b = bins[inner]
+        for k in range(self.n_bins):
+            v = rest[b == k]
+            self.bin_mean[k] = v.mean() if v.numel() >= self.min_pixels else rest.mean()
+        left = t - self.position_mean - self.bin_mean[bins]
+        sd = ((left**2 * w).sum(0)[0] / count.clamp_min(1.0)).sqrt().clamp_min(0.05)
+        self.position_sd.copy_(torch.where(self.position_known, sd, 1.0))
+
     def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-1% mean of the smoothed absolute log ratio over the eroded foreground, and map."""
-        ratio = (ctx.local_noise.clamp_min(_EPS) / ctx.global_noise[:, None, None, None]).log()
-        inner = ops.erode(ctx.foreground, _window(ctx.x) // 2)
-        m = ops.gaussian_blur(ratio, 1.0).abs() * inner
+        """Top-1% mean of ``|blur(z, 1.5)|`` over the eroded foreground, and that map."""
+        t, bins, inner = self._texture(ctx)
+        inner = inner & self.position_known
+        z = (t - self.position_mean - self.bin_mean[bins]) / self.position_sd
+        m = ops.gaussian_blur(z * inner, 1.5).abs() * inner
         return _top_mean(m, inner), m
 
 
@@ -319,7 +385,7 @@ def build_views(names: tuple[str, ...] | list[str], size: int) -> nn.ModuleDict:
         "recon": lambda: ResidualView("recon", "recon", 1.0),
         "denoise": lambda: ResidualView("denoise", "denoised", 1.0),
         "noise": NoiseLevelView,
-        "texture": TextureView,
+        "texture": lambda: TextureView(size),
         "spectrum": lambda: SpectrumView(size),
         "sharpness": lambda: SharpnessView(size),
         "ring": lambda: RingView(size),

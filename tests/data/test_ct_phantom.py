@@ -3,7 +3,14 @@ import pytest
 import torch
 
 from safegen_guard.data import load_dataset
-from safegen_guard.data.ct_phantom import SUBJECT_SPLITS, render_phantom_hu, simulate_ct
+from safegen_guard.data.ct_phantom import (
+    SLICES_PER_SUBJECT,
+    SUBJECT_SPLITS,
+    render_phantom_hu,
+    simulate_ct,
+)
+
+N_VAL = (SUBJECT_SPLITS["val"][1] - SUBJECT_SPLITS["val"][0]) * SLICES_PER_SUBJECT
 
 
 @pytest.fixture(scope="module")
@@ -12,7 +19,8 @@ def val():
 
 
 def test_shapes_ranges_masks(val):
-    assert len(val) == 40 and val.images.shape == (40, 1, 32, 32)
+    assert N_VAL == 80  # 20 calibration subjects x 4 slices
+    assert len(val) == N_VAL and val.images.shape == (N_VAL, 1, 32, 32)
     assert val.images.dtype == torch.float32 and torch.isfinite(val.images).all()
     assert val.images.min() >= 0 and val.images.max() <= 1
     coverage = val.masks.flatten(1).float().mean(1)
@@ -62,7 +70,7 @@ def test_acquisition_noise_and_determinism(val):
     other = load_dataset("ct_phantom", "val", 32, seed=1)
     assert not torch.equal(other.images, val.images)
     two = load_dataset("ct_phantom", "val", 32, variants=2)
-    assert len(two) == 80 and not torch.equal(two.images[0], two.images[1])
+    assert len(two) == 2 * N_VAL and not torch.equal(two.images[0], two.images[1])
 
 
 def test_augment_changes_images(val):

@@ -92,6 +92,52 @@ def test_sharpness_view_has_no_map_and_fires_on_directional_blur():
     assert bool((view(_ctx(blurred))[0] > clean + 2).all())
 
 
+def _two_textures(n: int, seed: int) -> torch.Tensor:
+    """Phantoms whose left half carries 3x the noise of the right half, [n, 1, S, S]."""
+    x = _phantoms(n, seed, noise=0.0)
+    g = torch.Generator().manual_seed(seed + 1000)
+    sd = torch.where(torch.arange(S) < S // 2, 0.06, 0.02).view(1, 1, 1, S)
+    return (x + (x > 0) * sd * torch.randn(n, 1, S, S, generator=g)).clamp(0, 1)
+
+
+def test_texture_view_learns_where_texture_is_normal():
+    view = V.TextureView(S)
+    view.fit(_ctx(_two_textures(64, seed=0)))
+    left = view.position_mean[S // 2, 8:12].mean()
+    right = view.position_mean[S // 2, 20:24].mean()
+    assert float(left - right) > 0.7  # log(3) = 1.1, smoothed across the border
+    assert bool(torch.isfinite(view.bin_mean).all()) and bool((view.position_sd >= 0.05).all())
+
+    x = _two_textures(6, seed=1)
+    patch = torch.zeros(1, 1, S, S, dtype=torch.bool)
+    patch[..., 12:20, 6:13] = True  # inside the noisy left half of the disc
+    smooth = torch.where(patch, gaussian_blur(x, 1.5), x)  # texture wiped out locally
+    clean_stat, clean_map = view(_ctx(x))
+    blur_stat, blur_map = view(_ctx(smooth))
+    assert clean_map.shape == (6, 1, S, S)
+    # the smoothed patch keeps about the right half's noise level, which is normal *there*
+    assert float(blur_stat.min()) > float(clean_stat.max()) + 1
+    inside = (blur_map * patch).sum() / patch.sum() / 6
+    assert float(inside) > 2 * float(blur_map.mean())
+
+
+def test_texture_view_pools_sparse_bins_and_ignores_unseen_pixels():
+    ctx = _ctx(_phantoms(16, seed=2))
+    sparse = V.TextureView(S, min_pixels=10**9)  # no brightness bin has enough pixels
+    sparse.fit(ctx)
+    assert bool((sparse.bin_mean == sparse.bin_mean[0]).all())
+    dense = V.TextureView(S, min_pixels=1)
+    dense.fit(ctx)
+    assert len(dense.bin_mean.unique()) > 2 and len(dense.position_sd.unique()) > 2
+    # corners are never body: not scored, whatever happens there
+    assert not bool(dense.position_known[0, 0]) and bool(dense.position_known[S // 2, S // 2])
+    x = _phantoms(4, seed=3)
+    corner = x.clone()
+    corner[..., :2, :2] = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    stat, m = dense(ScoringContext(corner, x, x))  # foreground from the clean "recon"
+    assert torch.allclose(stat, dense(_ctx(x))[0]) and float(m[..., :2, :2].abs().max()) == 0
+
+
 def test_residual_view_is_zero_for_perfect_reconstruction():
     x = _phantoms(2, seed=5)
     view = V.ResidualView("recon", "recon")
