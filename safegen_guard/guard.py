@@ -53,7 +53,11 @@ class Guard(nn.Module):
             latent_dim=config.latent_dim,
             groups=min(8, config.base_channels),
         )
-        self.detector = Detector(ae, config.views)
+        # initial weights come from ``config.seed``, not from the caller's global RNG state
+        # (two fits with one seed in one process used to differ); the caller's state is kept
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.detector = Detector(ae, config.views)
         self.calibrator = Calibrator(
             self.detector.view_names,
             config.false_reject_rate,

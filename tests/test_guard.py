@@ -130,3 +130,15 @@ def test_fit_tensor_requires_calibration_data(tiny_real):
     cfg = GuardConfig.profile("tiny", max_steps=1, accelerator="cpu")
     with pytest.raises(ValueError, match=r"`calibration_data` .* is required"):
         Guard.fit(tiny_real["train"][:4], cfg)
+
+
+def test_same_seed_same_guard_whatever_the_global_rng(tiny_guard, tiny_real):
+    cfg = GuardConfig.profile("tiny", max_steps=20, accelerator="cpu")
+    torch.manual_seed(0)
+    first = Guard(cfg).detector.autoencoder.stem.weight.clone()
+    torch.manual_seed(12345)  # a caller's global RNG state must not change the guard
+    before = torch.get_rng_state()
+    assert torch.equal(Guard(cfg).detector.autoencoder.stem.weight, first)
+    assert torch.equal(torch.get_rng_state(), before)  # and construction leaves it untouched
+    again = Guard.fit(tiny_real["train"], cfg, calibration_data=tiny_real["val"])
+    assert again.fingerprint == tiny_guard.fingerprint
