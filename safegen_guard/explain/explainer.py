@@ -240,7 +240,9 @@ def fit_explainer(
     from safegen_guard.artifacts import ARTIFACTS, list_artifacts
 
     size, ch = guard.config.image_size, guard.config.channels
-    expl = GuardExplainer(size, ch, **config)
+    with torch.random.fork_rng(devices=[]):  # initial weights from ``seed``, not global state
+        torch.manual_seed(seed)
+        expl = GuardExplainer(size, ch, **config)
     # 1. distil f on real + artifact-injected real training images
     corrupted, _ = inject_mix(real_train, list_artifacts(), 10_000 + seed)
     x_fit = torch.cat([real_train, corrupted])

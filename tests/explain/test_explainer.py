@@ -24,6 +24,21 @@ def explained_guard(tiny_guard, tiny_real):
     tiny_guard.attach_explainer(None)
 
 
+def test_same_seed_same_explainer(explained_guard, tiny_real) -> None:
+    torch.manual_seed(987)  # the caller's global RNG state must not matter
+    again = fit_explainer(
+        explained_guard,
+        tiny_real["train"],
+        tiny_real["val"],
+        steps=40,
+        progress=False,
+        n_background=8,
+        max_val=24,
+    )
+    mine = explained_guard.explainer.state_dict()
+    assert all(torch.equal(mine[k], v) for k, v in again.state_dict().items())
+
+
 def test_fit_report_and_chosen_parameters(explained_guard) -> None:
     expl = explained_guard.explainer
     rep = expl.fit_report
