@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from safegen_guard.artifacts import _random
+from safegen_guard.detector import ops
 
 __all__ = [
     "CHANGE_THRESHOLD",
@@ -55,10 +56,12 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Erode a bool mask ``[B, 1, H, W]`` with a ``(2r+1)`` square (outside counts as False)."""
-    if radius <= 0:
-        return mask.clone()
-    return ~dilate(~mask, radius)
+    """Erode a bool mask ``[B, 1, H, W]`` with a ``(2r+1)`` square; ``radius=0`` is a copy.
+
+    Pixels beyond the frame count as inside (the detector's rule,
+    :func:`safegen_guard.detector.ops.erode`, which this calls).
+    """
+    return mask.clone() if radius <= 0 else ops.erode(mask, radius)
 
 
 def estimate_foreground(
