@@ -12,6 +12,8 @@ from safegen_guard import Guard
 from safegen_guard.checkpoint import FORMAT_VERSION, read_checkpoint, write_checkpoint
 from safegen_guard.errors import CheckpointError
 
+MAJOR = int(FORMAT_VERSION.split(".")[0])
+
 
 @pytest.fixture(scope="module")
 def saved(tiny_guard, tmp_path_factory):
@@ -61,7 +63,7 @@ def test_tampered_weights(copy):
 
 def test_other_major_format_version(copy):
     meta = json.loads((copy / "guard.json").read_text())
-    other = f"{int(FORMAT_VERSION.split('.')[0]) + 1}.0"
+    other = f"{MAJOR + 1}.0"
     meta["format_version"] = other
     (copy / "guard.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=rf"format version {other} is not supported"):
@@ -70,7 +72,7 @@ def test_other_major_format_version(copy):
 
 def test_minor_version_change_still_loads(copy, tiny_guard):
     meta = json.loads((copy / "guard.json").read_text())
-    meta["format_version"] = f"{FORMAT_VERSION.split('.')[0]}.7"
+    meta["format_version"] = f"{MAJOR}.7"
     (copy / "guard.json").write_text(json.dumps(meta))
     assert Guard.load(copy).fingerprint == tiny_guard.fingerprint
 

@@ -8,10 +8,10 @@ import torch
 from safegen_guard.explain import GuardExplainer, fit_explainer
 
 
-@pytest.fixture(scope="module")
-def explained_guard(tiny_guard, tiny_real):
-    expl = fit_explainer(
-        tiny_guard,
+def _fit(guard, tiny_real) -> GuardExplainer:  # noqa: ANN001
+    """The small explainer every test here uses (40 distillation steps)."""
+    return fit_explainer(
+        guard,
         tiny_real["train"],
         tiny_real["val"],
         steps=40,
@@ -19,6 +19,11 @@ def explained_guard(tiny_guard, tiny_real):
         n_background=8,
         max_val=24,
     )
+
+
+@pytest.fixture(scope="module")
+def explained_guard(tiny_guard, tiny_real):
+    expl = _fit(tiny_guard, tiny_real)
     tiny_guard.attach_explainer(expl)
     yield tiny_guard
     tiny_guard.attach_explainer(None)
@@ -26,15 +31,7 @@ def explained_guard(tiny_guard, tiny_real):
 
 def test_same_seed_same_explainer(explained_guard, tiny_real) -> None:
     torch.manual_seed(987)  # the caller's global RNG state must not matter
-    again = fit_explainer(
-        explained_guard,
-        tiny_real["train"],
-        tiny_real["val"],
-        steps=40,
-        progress=False,
-        n_background=8,
-        max_val=24,
-    )
+    again = _fit(explained_guard, tiny_real)
     mine = explained_guard.explainer.state_dict()
     assert all(torch.equal(mine[k], v) for k, v in again.state_dict().items())
 
