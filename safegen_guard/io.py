@@ -1,34 +1,112 @@
-"""Atomic file writes and append-only JSONL logs (nothing half-written, nothing lost)."""
+"""Durable file writes and append-only JSONL logs (nothing half-written, nothing lost).
+
+Every writer in SAFEGEN (records, images, checkpoints) goes through :func:`atomic_write_bytes`:
+the data goes to a temporary file in the target folder, is flushed and ``fsync``-ed, renamed
+over the target and the folder is ``fsync``-ed. A crash leaves the old file or the complete
+new one, never a mix, and at worst a ``.<name>.<random>.tmp`` file that
+:func:`remove_stale_temp_files` removes at the next start.
+
+:func:`append_jsonl` writes whole lines or nothing: a short write (full disk, file size limit)
+is retried, and on failure the file is cut back to its previous length before the error is
+raised. Files are created with the mode the process umask allows (like ``open``).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "append_jsonl"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "append_jsonl",
+    "json_bytes",
+    "read_jsonl",
+    "repair_jsonl",
+    "remove_stale_temp_files",
+    "TEMP_SUFFIX",
+]
+
+log = logging.getLogger(__name__)
+
+TEMP_SUFFIX = ".tmp"
+"""Suffix of the temporary files of :func:`atomic_write_bytes` (``.<name>.<random>.tmp``)."""
+_TEMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where ``/proc`` allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (a short write is retried, never ignored).
+
+    Raises:
+        OSError: the system refused to write more (e.g. ``ENOSPC``, ``EFBIG``).
+    """
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:  # pragma: no cover - POSIX raises instead of returning 0 for files
+            raise OSError(f"os.write wrote {n} bytes; {len(view)} bytes left unwritten")
+        view = view[n:]
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
+    """Write ``data`` to ``path`` durably: temp file in the same folder, fsync, rename, fsync.
 
-    Readers see either the old file or the complete new one, never a partial write.
-    Parent folders are created.
+    Readers see either the old file or the complete new one, never a partial write. Parent
+    folders are created. The file mode follows the umask (``0o666 & ~umask``).
+
+    Raises:
+        OSError: the data could not be written; the old file (if any) is untouched and the
+            temporary file removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
     return path
 
 
@@ -37,22 +115,113 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_bytes(obj: Any) -> bytes:
+    """The canonical JSON encoding SAFEGEN writes: indented, key-sorted, final newline."""
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented, key-sorted JSON, atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Write ``obj`` as indented, key-sorted JSON (:func:`json_bytes`), atomically."""
+    return atomic_write_bytes(path, json_bytes(obj))
 
 
 def append_jsonl(path: str | os.PathLike, records: list[dict[str, Any]]) -> Path:
-    """Append one JSON line per record (``O_APPEND``; each line is written in one call).
+    """Append one JSON line per record: all of them, durably, or none.
 
+    The lines are written with ``O_APPEND`` (short writes retried) and ``fsync``-ed. If the
+    write fails (full disk, file size limit), the file is cut back to its length before the
+    call and the error re-raised, so no partial line is left to swallow the next append.
     An audit log is append-only: existing lines are never rewritten.
+
+    Raises:
+        OSError: the records could not be written (none of them were kept).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    if not payload:
+        return path
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     try:
-        os.write(fd, payload.encode("utf-8"))
+        start = os.fstat(fd).st_size
+        try:
+            _write_all(fd, payload.encode("utf-8"))
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, start)
+            raise
     finally:
         os.close(fd)
     return path
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every complete line of a JSONL file (``[]`` when the file does not exist).
+
+    Raises:
+        ValueError: a complete line is not a JSON object.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for n, line in enumerate(path.read_bytes().split(b"\n")[:-1], start=1):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{n} is not a JSON line: {err}") from err
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}:{n} must hold a JSON object, got {type(rec).__name__}")
+        out.append(rec)
+    return out
+
+
+def repair_jsonl(path: str | os.PathLike) -> int:
+    """Cut an unfinished last line (a write killed mid-way) off a JSONL log; log what was cut.
+
+    Returns:
+        The number of bytes removed (0 when the file ends with a newline or does not exist).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with open(path, "r+b") as fh:
+        data = fh.read()
+        if not data or data.endswith(b"\n"):
+            return 0
+        keep = data.rfind(b"\n") + 1
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    cut = len(data) - keep
+    log.warning(
+        "%s: removed an unfinished last line (%d bytes) left by an interrupted write", path, cut
+    )
+    return cut
+
+
+def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that interrupted :func:`atomic_write_bytes` calls left.
+
+    Only names of the form ``.<name>.<random>.tmp`` directly in ``directory`` are removed;
+    each removal is logged as a warning.
+
+    Returns:
+        The removed paths (empty when ``directory`` does not exist).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for p in sorted(directory.iterdir()):
+        if _TEMP_RE.match(p.name) and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    if removed:
+        log.warning(
+            "%s: removed %d temporary file(s) left by an interrupted write: %s",
+            directory,
+            len(removed),
+            ", ".join(p.name for p in removed),
+        )
+    return removed
