@@ -12,48 +12,36 @@ The pipeline subclass that stores the guard with the pipeline (``save_pretrained
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import torch
 from diffusers.utils import BaseOutput, numpy_to_pil
 
-from safegen_guard.integrations.audit import AuditLog
-from safegen_guard.validation import check_choice, check_positive_int
+from safegen_guard.sampling import (
+    POLICIES,
+    Images,
+    RejectedImages,
+    SamplingPolicy,
+    SamplingResult,
+    images_to_tensor,
+)
+from safegen_guard.validation import check_choice
 from safegen_guard.verdict import Verdict
 
-__all__ = ["POLICIES", "OUTPUT_TYPES", "RejectedImages", "SafeGenFilter", "SafeGenFilterOutput"]
+__all__ = [
+    "POLICIES",
+    "OUTPUT_TYPES",
+    "RejectedImages",
+    "SafeGenFilter",
+    "SafeGenFilterOutput",
+    "images_to_tensor",
+]
 
-log = logging.getLogger(__name__)
-
-POLICIES: tuple[str, ...] = ("flag", "resample", "drop")
 OUTPUT_TYPES: tuple[str, ...] = ("pt", "np", "pil")
 _SIZE_ARGS: tuple[str, ...] = ("batch_size", "num_images_per_prompt")
-
-Images = Any  # torch.Tensor [B, C, H, W] | np.ndarray [B, H, W, C] | list[PIL.Image.Image]
-
-
-@dataclass
-class RejectedImages:
-    """Images the filter refused to return as safe, kept with their verdicts.
-
-    Attributes:
-        images: ``N`` images in the requested ``output_type`` (``[N, C, H, W]`` tensor,
-            ``[N, H, W, C]`` array or list of PIL images), values in ``[0, 1]``.
-        verdict: the :class:`Verdict` of the ``N`` images (all ``unsafe``).
-        rounds: ``[N]`` long, the sampling round (0-based) that produced each image.
-    """
-
-    images: Images
-    verdict: Verdict
-    rounds: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.verdict)
 
 
 @dataclass
@@ -94,7 +82,11 @@ class SafeGenFilterOutput(BaseOutput):
 
 
 class SafeGenFilter:
-    """Score every sampled image with a :class:`~safegen_guard.Guard` and apply a policy.
+    """Score every image a diffusers pipeline samples and apply a policy.
+
+    The policy itself is :class:`safegen_guard.sampling.SamplingPolicy` (no diffusers
+    needed); this class adds the pipeline's call signature (:meth:`wrap`), output types and
+    :class:`SafeGenFilterOutput`.
 
     Args:
         guard: a fitted guard, or any object with ``evaluate(x, explain=...) -> Verdict``,
@@ -130,39 +122,32 @@ class SafeGenFilter:
         return_masks: bool = False,
         audit_log: str | os.PathLike | None = None,
     ) -> None:
-        self.check_inputs(guard, policy, max_rounds, explain, return_masks, audit_log)
-        self.guard = guard
-        self.policy = policy
-        self.max_rounds = max_rounds
-        self.explain = explain
-        self.return_masks = return_masks
-        self.audit = AuditLog(audit_log, guard.fingerprint) if audit_log is not None else None
-
-    @staticmethod
-    def check_inputs(
-        guard: Any,
-        policy: str,
-        max_rounds: int,
-        explain: bool | tuple[str, ...],
-        return_masks: bool,
-        audit_log: str | os.PathLike | None,
-    ) -> None:
-        """Validate the constructor arguments (one ``raise`` per rule)."""
-        if not callable(getattr(guard, "evaluate", None)):
-            raise TypeError(f"`guard` must have an `evaluate` method, got {type(guard).__name__}")
-        check_choice(policy, "policy", POLICIES)
-        check_positive_int(max_rounds, "max_rounds")
-        if not isinstance(explain, (bool, tuple)):
-            raise TypeError(f"`explain` must be a bool or a tuple of names, got {explain!r}")
-        if explain and getattr(guard, "explainer", None) is None:
-            raise ValueError(
-                f"`explain={explain!r}` needs a guard with an attached explainer, got a guard "
-                "without one (see safegen_guard.explain)"
-            )
         if not isinstance(return_masks, bool):
             raise TypeError(f"`return_masks` must be a bool, got {return_masks!r}")
-        if audit_log is not None and not isinstance(audit_log, (str, os.PathLike)):
-            raise TypeError(f"`audit_log` must be a path or None, got {type(audit_log).__name__}")
+        self.policy_runner = SamplingPolicy(
+            guard,
+            policy,
+            max_rounds=max_rounds,
+            explain=explain,
+            audit_log=audit_log,
+            source="diffusers",
+        )
+        self.return_masks = return_masks
+
+    @property
+    def guard(self) -> Any:
+        """The guard that judges every image."""
+        return self.policy_runner.guard
+
+    @property
+    def policy(self) -> str:
+        """``"flag"``, ``"resample"`` or ``"drop"``."""
+        return self.policy_runner.policy
+
+    @property
+    def explain(self) -> bool | tuple[str, ...]:
+        """What ``guard.evaluate`` is asked to explain."""
+        return self.policy_runner.explain
 
     def wrap(self, pipe: Callable[..., Any]) -> GuardedPipeline:
         """Return a callable with ``pipe``'s own call signature that filters its images.
@@ -190,111 +175,28 @@ class SafeGenFilter:
             return_dict: return a :class:`SafeGenFilterOutput`, else ``(images, verdict)``.
         """
         check_choice(output_type, "output_type", OUTPUT_TYPES)
-        # 1. First round: the batch the caller asked for, judged in one call.
-        x, verdict = self._sample_round(sample_fn, None, 0)
-        num_requested, rounds = len(verdict), 1
-        rounds_idx = torch.zeros(len(verdict), dtype=torch.long)
-        if self.policy == "flag":
-            keep = torch.ones(len(verdict), dtype=torch.bool)
-        else:
-            keep = verdict.safe
-        kept, rejected = _Pool(), _Pool()
-        kept.add(x[keep], verdict.select(keep), rounds_idx[keep])
-        rejected.add(x[~keep], verdict.select(~keep), rounds_idx[~keep])
-        attempts = len(verdict)
-        # 2. Resample: draw only as many as are still missing, until done or out of budget.
-        while self.policy == "resample" and len(kept) < num_requested and rounds < self.max_rounds:
-            x, verdict = self._sample_round(sample_fn, num_requested - len(kept), rounds)
-            attempts, safe = attempts + len(verdict), verdict.safe
-            idx = safe.nonzero().flatten()[: num_requested - len(kept)]
-            r = torch.full((len(verdict),), rounds, dtype=torch.long)
-            kept.add(x[idx], verdict.select(idx), r[idx])
-            rejected.add(x[~safe], verdict.select(~safe), r[~safe])
-            rounds += 1
-        # 3. Package: convert to the requested output type, report the budget.
-        exhausted = self.policy == "resample" and len(kept) < num_requested
-        if exhausted:
-            log.warning(
-                "SafeGenFilter: only %d of %d images passed the guard after %d rounds "
-                "(%d sampled); the rejected ones are in `output.rejected`",
-                len(kept),
-                num_requested,
-                rounds,
-                attempts,
-            )
-        out = self._package(kept, rejected, output_type, attempts, rounds, num_requested)
-        out.budget_exhausted = exhausted
+        result = self.policy_runner.run(sample_fn)
+        out = self._package(result, output_type)
         return out if return_dict else (out.images, out.verdict)
 
-    # ---------------------------------------------------------------- helpers
-    def _sample_round(
-        self, sample_fn: Callable[[int | None], Images], n: int | None, round_idx: int
-    ) -> tuple[torch.Tensor, Verdict]:
-        """Draw one round, check it fits the guard, judge it in one call, audit it."""
-        x = images_to_tensor(sample_fn(n))
-        self._check_image_shape(x)
-        verdict = self.guard.evaluate(x, explain=self.explain)
-        if self.audit is not None:
-            kept = verdict.safe if self.policy != "flag" else torch.ones(len(x), dtype=torch.bool)
-            extra = [{"attempt": round_idx, "policy": self.policy, "kept": bool(k)} for k in kept]
-            self.audit.write(verdict, x, step=round_idx, source="diffusers", extra=extra)
-        return x, verdict
-
-    def _check_image_shape(self, x: torch.Tensor) -> None:
-        cfg = getattr(self.guard, "config", None)
-        if cfg is None:
-            return
-        expected = (cfg.channels, cfg.image_size, cfg.image_size)
-        if tuple(x.shape[1:]) != expected:
-            raise ValueError(
-                f"the pipeline produced images [C, H, W] = {list(x.shape[1:])} but the guard "
-                f"was fitted on [C, H, W] = {list(expected)}; sample at the guard's size or "
-                "fit a guard for the pipeline's size"
-            )
-
-    def _package(
-        self,
-        kept: _Pool,
-        rejected: _Pool,
-        output_type: str,
-        attempts: int,
-        rounds: int,
-        num_requested: int,
-    ) -> SafeGenFilterOutput:
-        x, v, _ = kept.cat()
-        rx, rv, rr = rejected.cat()
+    def _package(self, result: SamplingResult, output_type: str) -> SafeGenFilterOutput:
+        v = result.verdict
+        rejected = result.rejected
         return SafeGenFilterOutput(
-            images=tensor_to_output(x, output_type),
+            images=tensor_to_output(result.images, output_type),
             scores=v.score,
             p_values=v.p_value,
             unsafe=v.unsafe,
             verdict=v,
-            rejected=RejectedImages(tensor_to_output(rx, output_type), rv, rr),
-            attempts=attempts,
-            rounds=rounds,
-            num_requested=num_requested,
-            num_safe=int(v.safe.sum()),
-            budget_exhausted=False,
+            rejected=replace(rejected, images=tensor_to_output(rejected.images, output_type)),
+            attempts=result.attempts,
+            rounds=result.rounds,
+            num_requested=result.num_requested,
+            num_safe=result.num_safe,
+            budget_exhausted=result.budget_exhausted,
             heatmaps=v.heatmap if self.explain else None,
             masks=v.mask if self.return_masks else None,
         )
-
-
-class _Pool:
-    """Images + verdicts + round indices accumulated over rounds (template kept when empty)."""
-
-    def __init__(self) -> None:
-        self.parts: list[tuple[torch.Tensor, Verdict, torch.Tensor]] = []
-
-    def add(self, x: torch.Tensor, verdict: Verdict, rounds: torch.Tensor) -> None:
-        self.parts.append((x, verdict, rounds))
-
-    def __len__(self) -> int:
-        return sum(len(v) for _, v, _ in self.parts)
-
-    def cat(self) -> tuple[torch.Tensor, Verdict, torch.Tensor]:
-        x, v, r = zip(*self.parts)
-        return torch.cat(x), Verdict.cat(v), torch.cat(r)
 
 
 class GuardedPipeline:
@@ -373,29 +275,6 @@ def _bind(sig: inspect.Signature, args: tuple, kwargs: dict[str, Any]) -> dict[s
         else:
             call[name] = value
     return call
-
-
-def images_to_tensor(images: Images) -> torch.Tensor:
-    """Normalise pipeline images to a float ``[B, C, H, W]`` tensor (a new tensor, on CPU).
-
-    Args:
-        images: ``[B, C, H, W]`` tensor, ``[B, H, W, C]`` / ``[B, H, W]`` array in ``[0, 1]``,
-            or a list of PIL images (8-bit, divided by 255).
-
-    Raises:
-        TypeError: any other type.
-    """
-    if isinstance(images, torch.Tensor):
-        return images.detach().to("cpu", torch.float32).clone()
-    if isinstance(images, list) and images and hasattr(images[0], "convert"):
-        images = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
-    if isinstance(images, np.ndarray):
-        arr = images[..., None] if images.ndim == 3 else images
-        return torch.from_numpy(np.array(arr, dtype=np.float32)).permute(0, 3, 1, 2).contiguous()
-    raise TypeError(
-        "the pipeline must return images as a torch.Tensor, a numpy array or a list of PIL "
-        f"images, got {type(images).__name__}"
-    )
 
 
 def tensor_to_output(x: torch.Tensor, output_type: str) -> Images:

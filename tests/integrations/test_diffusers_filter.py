@@ -3,12 +3,12 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+from guard_doubles import MeanRuleGuard
 
 from safegen_guard import SafeGenFilter
 from safegen_guard.errors import CheckpointError
@@ -17,7 +17,6 @@ from safegen_guard.integrations.diffusers_component import (
     SafeGenDDPMPipeline,
     SafeGenGuardComponent,
 )
-from safegen_guard.verdict import Verdict
 
 STEPS = 3
 
@@ -45,34 +44,6 @@ def pipe() -> DDPMPipeline:
 
 def _plain(pipe, n: int, g: torch.Generator) -> torch.Tensor:
     return pipe(batch_size=n, generator=g, num_inference_steps=STEPS, output_type="pt").images
-
-
-class MeanRuleGuard:
-    """Test double for policy logic: `unsafe` = mean intensity above the batch median."""
-
-    config = SimpleNamespace(image_size=32, channels=1)
-    fingerprint, explainer = "mean-rule-double", None
-
-    def __init__(self, reject_all: bool = False) -> None:
-        self.reject_all = reject_all
-
-    @staticmethod
-    def rule(x: torch.Tensor) -> torch.Tensor:
-        m = x.mean((1, 2, 3))
-        return m > m.median()
-
-    def evaluate(self, x: torch.Tensor, explain=False) -> Verdict:
-        unsafe = torch.ones(len(x), dtype=torch.bool) if self.reject_all else self.rule(x)
-        p = torch.where(unsafe, 0.01, 0.5)
-        return Verdict(
-            score=-p.log10(),
-            p_value=p,
-            unsafe=unsafe,
-            anomaly_map=x.clone(),
-            mask=x > 0.5,
-            reasons=[("mean",) if u else () for u in unsafe.tolist()],
-            guard_fingerprint=self.fingerprint,
-        )
 
 
 @pytest.fixture(scope="module")
