@@ -12,6 +12,7 @@ from benchmarks.baselines import BASELINES
 from benchmarks.baselines.base import Baseline
 from benchmarks.guard_eval import Calibrated, SafegenMethod, artifact_suite, calibrate
 from safegen_guard.config import GuardConfig
+from safegen_guard.seeds import TEST_SUITE_SEED
 
 __all__ = ["run_dataset", "build_methods", "GROUPS"]
 
@@ -48,7 +49,7 @@ def _suite(test, kinds: str | None, seed: int) -> list[dict]:  # noqa: ANN001
     from safegen_guard.artifacts import ARTIFACTS
 
     chosen = [k.strip() for k in kinds.split(",")] if kinds else None
-    cells = artifact_suite(test.images, test.masks, 7 + 100 * seed, chosen)
+    cells = artifact_suite(test.images, test.masks, TEST_SUITE_SEED + 100 * seed, chosen)
     for c in cells:
         c["local"] = bool(ARTIFACTS[c["kind"]].local)
         c["clean"] = test.images

@@ -4,10 +4,11 @@ Run: ``python -m benchmarks.explain_eval --guard /tmp/explain_guard`` (a guard s
 ``guard.save``; fitted with ``GuardConfig.profile("quick", max_steps=600)`` when missing).
 
 Honesty: Grad-CAM settings, ``alpha`` and ``tau`` (and each single map's own threshold) are
-chosen on ``mni152`` *val* slices with artifact seeds 20_000+ / 40_000+; the predictor is
-distilled on *train* slices (seeds 10_000+). Test = ``test`` slices with the suite of
-:func:`benchmarks.guard_eval.artifact_suite` (seed 7). The artifact *kinds* are the same
-registry in all three (as the issue asks), only slices and random draws differ.
+chosen on ``mni152`` *val* slices with the artifact streams ``EXPLAINER_SELECT`` /
+``BENCH_EXPLAIN_SELECT`` of :mod:`safegen_guard.seeds`; the predictor is distilled on *train*
+slices (stream ``EXPLAINER_DISTIL``). Test = ``test`` slices with the suite of
+:func:`benchmarks.guard_eval.artifact_suite` (``TEST_SUITE_SEED``). The artifact *kinds* are
+the same registry in all three (as the issue asks), only slices and random draws differ.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.guard_eval import artifact_suite
-from safegen_guard import metrics
+from safegen_guard import metrics, seeds
 from safegen_guard.artifacts import ARTIFACTS, list_artifacts
 from safegen_guard.data import load_dataset
 from safegen_guard.explain.combine import fit_combination
@@ -33,6 +34,7 @@ from safegen_guard.explain.explainer import (
     inject_mix,
 )
 from safegen_guard.explain.gradcam import GRADCAM_LAYERS, GRADCAM_TARGETS, AnomalyGradCam
+from safegen_guard.seeds import derive_seed
 
 __all__ = ["main", "explore_gradcam", "localisation_table"]
 
@@ -180,7 +182,9 @@ def main(argv: list[str] | None = None) -> dict:
     train = load_dataset("mni152", "train", size, variants=2, augment=True, seed=0).images
     val = load_dataset("mni152", "val", size, variants=4, augment=True, seed=1).images
     test = load_dataset("mni152", "test", size, variants=a.test_variants, augment=True, seed=2)
-    x_val, gt_val = inject_mix(val[1::2].repeat(2, 1, 1, 1), LOCAL, 40_000)
+    x_val, gt_val = inject_mix(
+        val[1::2].repeat(2, 1, 1, 1), LOCAL, derive_seed(0, seeds.BENCH_EXPLAIN_SELECT)
+    )
     res: dict = {"guard_config": guard.config.to_dict()}
     cfg = {}
     if a.explore:
@@ -197,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     guard.attach_explainer(expl)
     taus = _single_map_taus(expl, guard, x_val, gt_val)
     res["single_map_tau_val"] = taus
-    suite = artifact_suite(test.images, test.masks, 7, kinds=LOCAL)
+    suite = artifact_suite(test.images, test.masks, seeds.TEST_SUITE_SEED, kinds=LOCAL)
     res["rows"] = localisation_table(guard, suite, taus, a.n_insertion, test.images)
     res["summary"] = _summary(res["rows"])
     res["ms_per_image"] = timings(guard, test.images[:32])

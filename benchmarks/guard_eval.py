@@ -26,6 +26,7 @@ from safegen_guard.artifacts import inject, list_artifacts
 from safegen_guard.calibration import conformal_threshold
 from safegen_guard.config import GuardConfig
 from safegen_guard.data import load_dataset
+from safegen_guard.seeds import TEST_SUITE_SEED, derive_seed
 
 __all__ = [
     "Calibrated",
@@ -43,13 +44,17 @@ def artifact_suite(
 ) -> list[dict]:
     """Inject every kind at ``mild`` and ``strong`` into copies of ``images``.
 
+    Each cell draws from its own generator, seeded by ``seed`` and the kind's and severity's
+    names (:func:`~safegen_guard.seeds.derive_seed`), so registering a kind never changes
+    another kind's cells.
+
     Returns:
         list of dicts with ``kind``, ``severity``, ``images`` ``[N,1,H,W]``, ``masks`` (GT).
     """
     suite = []
-    for i, kind in enumerate(kinds or list_artifacts()):
-        for j, severity in enumerate(("mild", "strong")):
-            g = torch.Generator().manual_seed(seed * 1000 + 10 * i + j)
+    for kind in kinds or list_artifacts():
+        for severity in ("mild", "strong"):
+            g = torch.Generator().manual_seed(derive_seed(seed, "artifact_suite", kind, severity))
             x, gt = inject(images, kind, severity, g, foreground=masks)
             suite.append({"kind": kind, "severity": severity, "images": x, "masks": gt})
     return suite
@@ -224,7 +229,9 @@ def main(argv: list[str] | None = None) -> dict:
         augment=True,
         seed=args.seed + 2,
     )
-    res = evaluate_detection(guard, test.images, artifact_suite(test.images, test.masks, 7))
+    res = evaluate_detection(
+        guard, test.images, artifact_suite(test.images, test.masks, TEST_SUITE_SEED)
+    )
     res["images_per_s"] = throughput(guard, test.images)
     res["fit_seconds"] = None if args.guard else round(fit_s, 1)
     frr, speed = res["false_reject_rate"], res["images_per_s"]

@@ -20,8 +20,22 @@ from safegen_guard.explain.combine import calibrated_unit, combine_maps, fit_com
 from safegen_guard.explain.distill import ScorePredictor, distil_predictor
 from safegen_guard.explain.gradcam import GRADCAM_LAYERS, GRADCAM_TARGETS, AnomalyGradCam
 from safegen_guard.explain.shap_maps import SHAP_METHODS, ShapMap
+from safegen_guard.seeds import (
+    EXPLAINER_DISTIL,
+    EXPLAINER_REPORT,
+    EXPLAINER_SELECT,
+    INJECT_MIX,
+    derive_seed,
+)
 
-__all__ = ["GuardExplainer", "fit_explainer", "EXPLANATIONS", "COMPONENTS"]
+__all__ = [
+    "GuardExplainer",
+    "fit_explainer",
+    "assign_kinds",
+    "inject_mix",
+    "EXPLANATIONS",
+    "COMPONENTS",
+]
 
 EXPLANATIONS = ("gradcam", "shap", "heatmap", "mask")
 COMPONENTS = ("anomaly_map", "gradcam", "shap")
@@ -186,22 +200,54 @@ def detector_statistic(guard: nn.Module, x: torch.Tensor, chunk: int = 128) -> t
     return guard.calibrator.decide(stats, cond)["fused"]
 
 
+def assign_kinds(n: int, kinds: list[str], seed: int) -> torch.Tensor:
+    """Give each of ``n`` images one of ``kinds`` by rendezvous hashing on the kinds' names.
+
+    Each kind draws a priority per image from a generator seeded by ``seed`` and its name;
+    image ``i`` goes to the kind with the highest priority. The result does not depend on the
+    order of ``kinds``, and adding a kind only moves the images the new kind wins.
+
+    Returns:
+        ``[n]`` long, the index into ``kinds`` of each image's kind.
+
+    Raises:
+        ValueError: ``kinds`` is empty or repeats a name.
+    """
+    if not kinds or len(set(kinds)) != len(kinds):
+        raise ValueError(f"`kinds` must be distinct artifact kind names, got {list(kinds)}")
+    seeds = [derive_seed(seed, INJECT_MIX, "assign", k) for k in kinds]
+    priority = [torch.rand(n, generator=torch.Generator().manual_seed(s)) for s in seeds]
+    return torch.stack(priority).argmax(0)
+
+
 def inject_mix(
     images: torch.Tensor, kinds: list[str], seed: int, severity: tuple[float, float] = (0.3, 1.0)
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Corrupt a random split of ``images`` with each of ``kinds`` at random severities.
+    """Corrupt every image with one of ``kinds``, chosen and drawn by the kinds' names.
+
+    Images are split by :func:`assign_kinds`; each kind's severity (uniform in ``severity``)
+    and injection come from its own generator, seeded by ``seed`` and its name
+    (:func:`~safegen_guard.seeds.derive_seed`), never by its position in ``kinds``.
+
+    Args:
+        images: ``[N, C, H, W]`` real images in ``[0, 1]``.
+        kinds: distinct registered artifact kind names.
+        seed: base seed.
+        severity: ``(low, high)`` range of the per-kind severity.
 
     Returns:
         ``(corrupted, gt)`` ``[N, C, H, W]`` (same order as ``images``) and bool masks.
     """
     from safegen_guard.artifacts import inject
 
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(images.shape[0], generator=g)
+    owner = assign_kinds(images.shape[0], kinds, seed)
     out, gt = images.clone(), torch.zeros_like(images, dtype=torch.bool)
-    for kind, idx in zip(kinds, perm.chunk(len(kinds))):
+    for j, kind in enumerate(kinds):
+        g = torch.Generator().manual_seed(derive_seed(seed, INJECT_MIX, kind))
+        idx = (owner == j).nonzero().flatten()
         sev = float(torch.empty(()).uniform_(*severity, generator=g))
-        out[idx], gt[idx] = inject(images[idx], kind, sev, g)
+        if len(idx):
+            out[idx], gt[idx] = inject(images[idx], kind, sev, g)
     return out, gt
 
 
@@ -218,11 +264,12 @@ def fit_explainer(
 ) -> GuardExplainer:
     """Distil the score predictor, calibrate map scales and choose ``alpha``/``tau``.
 
-    Only real images are used: ``real_train`` (plus artifact-injected copies, seeds
-    ``10_000 + seed``) trains the predictor; ``real_val`` (even positions) gives the SHAP
+    Only real images are used: ``real_train`` (plus artifact-injected copies, stream
+    ``EXPLAINER_DISTIL``) trains the predictor; ``real_val`` (even positions) gives the SHAP
     background and the real-pixel scales of Grad-CAM/SHAP; ``real_val`` (odd positions) with
-    *local* artifacts injected (seeds ``20_000 + seed``; the registry's kinds, never the
-    test seed 7) selects ``alpha``/``tau`` by mean Dice. The caller attaches the result.
+    *local* artifacts injected (stream ``EXPLAINER_SELECT``; the registry's kinds, never the
+    test cells of ``TEST_SUITE_SEED``) selects ``alpha``/``tau`` by mean Dice. Streams are
+    named in :mod:`safegen_guard.seeds`. The caller attaches the result.
 
     Args:
         guard: A fitted guard.
@@ -244,7 +291,7 @@ def fit_explainer(
         torch.manual_seed(seed)
         expl = GuardExplainer(size, ch, **config)
     # 1. distil f on real + artifact-injected real training images
-    corrupted, _ = inject_mix(real_train, list_artifacts(), 10_000 + seed)
+    corrupted, _ = inject_mix(real_train, list_artifacts(), derive_seed(seed, EXPLAINER_DISTIL))
     x_fit = torch.cat([real_train, corrupted])
     y = torch.asinh(detector_statistic(guard, x_fit))
     expl.target_center.fill_(float(y.mean()))
@@ -266,7 +313,9 @@ def fit_explainer(
         expl.map_scale[i] = torch.quantile(raw[fg], 0.995).clamp_min(1e-8)
     # 3. alpha / tau on local artifacts injected into validation images (half B)
     local = [k for k in list_artifacts() if ARTIFACTS[k].local]
-    x_val, gt_val = inject_mix(half_b.repeat(2, 1, 1, 1), local, 20_000 + seed)
+    x_val, gt_val = inject_mix(
+        half_b.repeat(2, 1, 1, 1), local, derive_seed(seed, EXPLAINER_SELECT)
+    )
     amap = guard.evaluate(x_val).anomaly_map
     comp = expl.components(guard, x_val, amap, COMPONENTS)
     alpha, tau, dice = fit_combination(torch.cat([comp[n] for n in COMPONENTS], 1), gt_val)
@@ -282,7 +331,7 @@ def _fit_report(guard, expl, held_out, kinds, seed, losses, dice) -> dict[str, A
 
     from safegen_guard.artifacts import list_artifacts
 
-    corrupted, _ = inject_mix(held_out, list_artifacts(), 30_000 + seed)
+    corrupted, _ = inject_mix(held_out, list_artifacts(), derive_seed(seed, EXPLAINER_REPORT))
     x = torch.cat([held_out, corrupted])
     t, p = detector_statistic(guard, x).numpy(), expl.predict_score(x).numpy()
     return {
