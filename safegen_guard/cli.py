@@ -1,11 +1,11 @@
-"""`safegen` command line: fit a guard on real scans, score generated images.
+"""`safegen` command line: fit a guard on real scans, score generated images, review them.
 
-Examples::
-
-    safegen fit --data mni152 --out guard/                 # quick profile, ~minutes on CPU
-    safegen score "samples/*.png" --guard guard/ --out results/
-    safegen info guard/
-    safegen datasets
+Examples:
+  safegen fit --data mni152 --out guard/          fit a guard (quick profile, minutes on CPU)
+  safegen score "samples/*.png" --guard guard/ --out results/ --explain --report
+  safegen review results/                         accept/reject flagged images in the browser
+  safegen info guard/                             what a saved guard is
+  safegen datasets                                the embedded data sets
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import argparse
 import glob
 import json
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,56 +24,147 @@ __all__ = ["main", "build_parser", "read_images"]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _ARRAY_SUFFIXES = (".npy", ".pt")
+_EXPLAINER_STEPS = {"tiny": 100, "quick": 1500, "full": 3000}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``safegen`` (sub-commands fit, score, info, datasets)."""
+    """The argument parser of ``safegen`` (sub-commands fit, score, info, datasets, ...)."""
+    from safegen_guard import __version__
+
     p = argparse.ArgumentParser(
         prog="safegen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = p.add_subparsers(dest="command")
-    f = sub.add_parser("fit", help="train and calibrate a guard on real images")
-    f.add_argument("--data", required=True, help="dataset name (mni152, ct_phantom) or path")
-    f.add_argument("--out", required=True, help="folder to save the guard in")
-    f.add_argument("--profile", default="quick", choices=["tiny", "quick", "full"])
-    f.add_argument("--size", type=int, default=None, help="image size (default: profile's)")
-    f.add_argument("--steps", type=int, default=None, help="training steps (default: profile's)")
-    f.add_argument("--false-reject-rate", type=float, default=0.05)
-    f.add_argument("--seed", type=int, default=0)
-    s = sub.add_parser("score", help="score images (PNG/JPG, .npy, .pt) with a fitted guard")
-    s.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
-    s.add_argument("--guard", required=True, help="folder written by `safegen fit`")
-    s.add_argument("--out", required=True, help="folder for verdicts.jsonl and overlays")
-    s.add_argument("--overlays", default="unsafe", choices=["none", "unsafe", "all"])
-    s.add_argument("--batch-size", type=int, default=64)
-    i = sub.add_parser("info", help="describe a saved guard")
-    i.add_argument("guard")
-    sub.add_parser("datasets", help="list the embedded dataset names")
+    p.add_argument("--version", action="version", version=f"safegen {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    _add_fit(sub)
+    _add_score(sub)
+    i = sub.add_parser("info", help="describe a saved guard", description="Describe a saved guard.")
+    i.add_argument("guard", help="folder written by `safegen fit`")
+    i.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
+    sub.add_parser("datasets", help="list the embedded data set names")
+    from safegen_guard.review.commands import add_review_commands
+
+    add_review_commands(sub)
     return p
 
 
+def _add_fit(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser(
+        "fit",
+        help="train and calibrate a guard on real images",
+        description="Train a guard on real images, calibrate it, fit its explainer, save it.",
+    )
+    f.add_argument("--data", required=True, help="data set name (see `safegen datasets`) or path")
+    f.add_argument("--out", required=True, help="folder to save the guard in")
+    f.add_argument(
+        "--profile",
+        default="quick",
+        choices=["tiny", "quick", "full"],
+        help="size preset: tiny is for tests only, quick (default) for CPU, full for a GPU",
+    )
+    f.add_argument("--size", type=int, default=None, help="image size (default: the profile's)")
+    f.add_argument("--steps", type=int, default=None, help="training steps (default: profile's)")
+    f.add_argument(
+        "--false-reject-rate",
+        type=float,
+        default=0.05,
+        help="share of real images the guard may reject (default 0.05)",
+    )
+    f.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    f.add_argument(
+        "--no-explainer",
+        action="store_true",
+        help="skip fitting the explainer (faster; the guard then cannot --explain)",
+    )
+    f.add_argument(
+        "--explainer-steps",
+        type=int,
+        default=None,
+        help="distillation steps of the explainer (default: tiny 100, quick 1500, full 3000)",
+    )
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser(
+        "score",
+        help="score images (PNG/JPG, .npy, .pt) with a fitted guard",
+        description="Score images with a fitted guard; write verdicts.jsonl, panels, a report.",
+    )
+    s.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
+    s.add_argument("--guard", required=True, help="folder written by `safegen fit`")
+    s.add_argument("--out", required=True, help="folder for verdicts.jsonl and overlays")
+    s.add_argument(
+        "--overlays",
+        default="unsafe",
+        choices=["none", "unsafe", "all"],
+        help="which images get an evidence panel in OUT/overlays (default: unsafe)",
+    )
+    s.add_argument(
+        "--explain",
+        action="store_true",
+        help="add the combined heatmap, Grad-CAM and SHAP of every unsafe image",
+    )
+    s.add_argument(
+        "--report",
+        action="store_true",
+        help="write OUT/report/index.html (self-contained; implies panels for every image)",
+    )
+    s.add_argument(
+        "--resize",
+        action="store_true",
+        help="resize images whose size differs from the guard's (default: skip them)",
+    )
+    s.add_argument("--batch-size", type=int, default=64, help="images per scoring chunk")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``safegen`` console script; returns the exit code."""
+    """Entry point of the ``safegen`` console script; returns the exit code.
+
+    Errors SAFEGEN raises on purpose (missing guard folder, unknown data set, bad input) are
+    printed as one line, ``safegen: error: ...``, with exit code 2; no traceback.
+    """
+    from safegen_guard.errors import SafeGenError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"fit": _fit, "score": _score, "info": _info, "datasets": _datasets}
-    return handlers[args.command](args)
+    try:
+        return args.handler(args) if hasattr(args, "handler") else _HANDLERS[args.command](args)
+    except (SafeGenError, FileNotFoundError) as err:
+        print(f"safegen: error: {err}", file=sys.stderr)
+        return 2
 
 
 def _fit(args: argparse.Namespace) -> int:
     from safegen_guard import Guard, GuardConfig
+    from safegen_guard.guard_fit import load_fit_data
+    from safegen_guard.io import atomic_write_json
 
     overrides = {"seed": args.seed, "false_reject_rate": args.false_reject_rate}
     if args.size:
         overrides["image_size"] = args.size
     if args.steps:
         overrides["max_steps"] = args.steps
-    guard = Guard.fit(args.data, GuardConfig.profile(args.profile, **overrides))
+    config = GuardConfig.profile(args.profile, **overrides)
+    train, cal, _ = load_fit_data(args.data, None, config)
+    print(f"training on {len(train)} real images, calibrating on {len(cal)}", flush=True)
+    guard = Guard.fit(train, config, calibration_data=cal)
+    explainer = "none (--no-explainer)"
+    if not args.no_explainer:
+        from safegen_guard.explain import fit_explainer
+
+        steps = args.explainer_steps or _EXPLAINER_STEPS[args.profile]
+        print(f"fitting the explainer ({steps} steps)", flush=True)
+        guard.attach_explainer(
+            fit_explainer(guard, train, cal, seed=args.seed, steps=steps, progress=True)
+        )
+        explainer = f"fitted ({steps} steps)"
     guard.save(args.out)
-    print(f"saved guard {guard.fingerprint} to {args.out}")
+    provenance = {"data": str(args.data), "profile": args.profile, "explainer": explainer}
+    atomic_write_json(Path(args.out) / "provenance.json", provenance)
+    print(f"saved guard {guard.fingerprint} to {args.out} (explainer: {explainer})")
     return 0
 
 
@@ -133,62 +223,118 @@ def _score(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from safegen_guard import Guard
+    from safegen_guard.errors import NotFittedError
     from safegen_guard.io import append_jsonl, atomic_write_json
+    from safegen_guard.review.outputs import PanelWriter, calibration_scores, resize_to
 
     guard = Guard.load(args.guard)
+    if args.explain and guard.explainer is None:
+        raise NotFittedError(
+            f"{args.guard} has no explainer; refit it with `safegen fit` (without --no-explainer)"
+        )
     out = Path(args.out)
     paths = _expand(args.inputs)
     if not paths:
-        print(f"no input files matched {list(args.inputs)}", file=sys.stderr)
+        print(f"safegen: error: no input files matched {list(args.inputs)}", file=sys.stderr)
         return 2
-    log_path = out / "verdicts.jsonl"
-    n_images = n_unsafe = n_skipped = 0
+    which = "all" if args.report else args.overlays
+    panels = PanelWriter(out / "overlays")
+    size, run_records, skipped = guard.config.image_size, [], []
     for path in tqdm(paths, desc="scoring", unit="file"):
         try:
             x = read_images(path)
-            verdict = guard.evaluate(x, batch_size=args.batch_size)
+            x = resize_to(x, size) if args.resize else x
+            verdicts = _evaluate(guard, x, args.batch_size, args.explain)
         except (ValueError, TypeError, OSError) as err:
-            warnings.warn(f"skipped {path}: {err}", stacklevel=1)
-            n_skipped += 1
+            skipped.append({"path": str(path), "error": str(err)})
             continue
-        records = verdict.to_records()
-        for r in records:
-            r["path"] = str(path)
-        append_jsonl(log_path, records)
-        _write_overlays(x, verdict, path, out / "overlays", args.overlays)
-        n_images += len(verdict)
-        n_unsafe += int(verdict.unsafe.sum())
+        records = []
+        for i, v in enumerate(verdicts):
+            r = {**v.to_records()[0], "index": i, "path": str(path)}
+            if which == "all" or (which == "unsafe" and r["unsafe"]):
+                name = panels.name_for(path, i, len(verdicts))
+                panels.write(x[i], v, name)
+                r["overlay"] = f"overlays/{name}"
+            records.append(r)
+        append_jsonl(out / "verdicts.jsonl", records)
+        run_records += records
+    _report_skipped(skipped, len(paths), size)
+    n_unsafe = sum(r["unsafe"] for r in run_records)
     summary = {
-        "images": n_images,
+        "images": len(run_records),
         "unsafe": n_unsafe,
-        "skipped_files": n_skipped,
-        "unsafe_rate": n_unsafe / max(n_images, 1),
+        "skipped_files": len(skipped),
+        "unsafe_rate": n_unsafe / max(len(run_records), 1),
         "guard": guard.fingerprint,
+        "skipped": skipped,
     }
     atomic_write_json(out / "summary.json", summary)
-    print(json.dumps(summary))
-    return 0 if n_images else 2
+    if args.report:
+        from safegen_guard.review.report import write_report
+
+        cal = calibration_scores(guard)
+        index = write_report(out, run_records, summary, cal, threshold=guard.calibrator.alpha)
+        print(f"report: {index}", file=sys.stderr)
+    print(json.dumps({k: v for k, v in summary.items() if k != "skipped"}))
+    return 0 if run_records else 2
 
 
-def _write_overlays(x: torch.Tensor, verdict, path: Path, folder: Path, which: str) -> None:
-    if which == "none":
+def _evaluate(guard, x: torch.Tensor, batch_size: int, explain: bool) -> list:  # noqa: ANN001
+    """One-image verdicts of ``x``; unsafe ones carry heatmap, Grad-CAM and SHAP if asked."""
+    verdict = guard.evaluate(x, batch_size=batch_size)
+    singles = [verdict.select([i]) for i in range(len(verdict))]
+    unsafe = verdict.unsafe.nonzero().flatten().tolist()
+    if explain and unsafe:
+        explained = guard.evaluate(x[unsafe], batch_size=batch_size, explain=True)
+        for j, i in enumerate(unsafe):
+            singles[i] = explained.select([j])
+    return singles
+
+
+def _report_skipped(skipped: list[dict], n_files: int, size: int) -> None:
+    """One line for the skipped files (all of them are listed in summary.json)."""
+    if not skipped:
         return
-    from safegen_guard.viz import overlay, save_png
-
-    for i in range(len(verdict)):
-        if which == "unsafe" and not bool(verdict.unsafe[i]):
-            continue
-        img = torch.nan_to_num(x[i], nan=0.0).clamp(0, 1)
-        heat = verdict.heatmap[i] if verdict.heatmap is not None else verdict.anomaly_map[i]
-        name = f"{path.stem}_{i}.png" if len(verdict) > 1 else f"{path.stem}.png"
-        save_png(overlay(img, heat, verdict.mask[i]), folder / name)
+    first = skipped[0]
+    hint = ""
+    if any("pixels, got" in s["error"] for s in skipped):
+        hint = f"; pass --resize to resize them to {size}x{size}"
+    print(
+        f"safegen: skipped {len(skipped)} of {n_files} files (first: {first['path']}: "
+        f"{first['error']}){hint}; all are listed in summary.json",
+        file=sys.stderr,
+    )
 
 
 def _info(args: argparse.Namespace) -> int:
+    from safegen_guard import Guard, __version__
     from safegen_guard.checkpoint import read_checkpoint
 
     _, meta = read_checkpoint(args.guard)
-    print(json.dumps({k: meta[k] for k in sorted(meta) if k != "weights_sha256"}, indent=2))
+    if args.json:
+        print(json.dumps({k: meta[k] for k in sorted(meta) if k != "weights_sha256"}, indent=2))
+        return 0
+    guard = Guard.load(args.guard)
+    prov_path = Path(args.guard) / "provenance.json"
+    prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
+    cal, cfg = guard.calibrator, guard.config
+    thresholds = ", ".join(f"{t:.3g}" for t in cal.thresholds().tolist())
+    expl = guard.explainer
+    lines = [
+        f"guard        {args.guard} (fingerprint {guard.fingerprint})",
+        f"data set     {prov.get('data', 'not recorded')} (data fingerprint "
+        f"{guard.data_fingerprint or 'none'})",
+        f"images       {cfg.image_size}x{cfg.image_size}, {cfg.channels} channel(s)",
+        f"calibration  {len(cal.cal_fused)} real reference images in {cal.n_bins} bin(s) "
+        "by foreground fraction",
+        f"thresholds   unsafe if p <= {cal.alpha:g} (false-reject rate); fused statistic "
+        f"> [{thresholds}] per bin; pixel tau {float(cal.tau):.3g}",
+        f"views        {', '.join(guard.detector.view_names)}",
+        f"explainer    {'fitted' if expl is not None else 'none: --explain is unavailable'}"
+        + (f", tau {float(expl.tau):.3g}" if expl is not None else ""),
+        f"saved with   format {meta.get('format_version', '?')}; this is safegen {__version__}",
+    ]
+    print("\n".join(lines))
     return 0
 
 
@@ -199,6 +345,8 @@ def _datasets(args: argparse.Namespace) -> int:
         print(name)
     return 0
 
+
+_HANDLERS = {"fit": _fit, "score": _score, "info": _info, "datasets": _datasets}
 
 if __name__ == "__main__":
     raise SystemExit(main())

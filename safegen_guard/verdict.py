@@ -121,7 +121,7 @@ class Verdict:
         return replace(self, **kwargs)
 
     def to_records(self) -> list[dict]:
-        """One JSON-serialisable dict per image (no pixel maps; see ``mask_fraction``).
+        """One JSON-serialisable dict per image (no pixel maps; ``maps`` names those present).
 
         Example:
             >>> import torch
@@ -147,6 +147,7 @@ class Verdict:
                     "view_scores": {k: _finite_or_str(v[i]) for k, v in self.view_scores.items()},
                     "view_p_values": {k: float(v[i]) for k, v in self.view_p_values.items()},
                     "guard_fingerprint": self.guard_fingerprint,
+                    "maps": [n for n in _MAP_FIELDS if getattr(self, n) is not None],
                 }
             )
         return records

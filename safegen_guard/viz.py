@@ -17,10 +17,18 @@ from safegen_guard.validation import check_positive_int, check_probability
 if TYPE_CHECKING:
     from safegen_guard.verdict import Verdict
 
-__all__ = ["overlay", "overlay_grid", "save_png", "verdict_titles", "to_uint8"]
+__all__ = [
+    "overlay",
+    "overlay_grid",
+    "save_png",
+    "verdict_panel",
+    "verdict_titles",
+    "to_uint8",
+]
 
 _CONTOUR_RGB = np.array([0, 255, 0], dtype=np.uint8)
 _TITLE_HEIGHT = 12
+_CHAR_WIDTH = 6  # PIL's default bitmap font
 _PAD = 2
 
 
@@ -158,8 +166,71 @@ def overlay_grid(
         for i in range(b)
     ]
     if titles is not None:
-        tiles = [_add_title(t, s) for t, s in zip(tiles, titles)]
+        width = max(tiles[0].shape[1] // _CHAR_WIDTH, 1)
+        n_lines = max(len(_wrap(s, width)) for s in titles)
+        tiles = [_add_title(t, s, n_lines) for t, s in zip(tiles, titles)]
     return _tile(tiles, ncol)
+
+
+def verdict_panel(
+    image: torch.Tensor,
+    maps: dict[str, torch.Tensor],
+    mask: torch.Tensor | None,
+    title: str,
+    *,
+    min_size: int = 128,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """One image's evidence side by side: the original, each map as an overlay, the mask.
+
+    Tiles are upscaled (nearest neighbour) to at least ``min_size`` pixels, labelled, and a
+    colour bar (0 = normal, 1 = most anomalous) is drawn below them.
+
+    Args:
+        image: ``[1, H, W]`` float image in ``[0, 1]``.
+        maps: label -> ``[1, H, W]`` map in ``[0, 1]`` (e.g. ``{"heatmap": ..., "SHAP": ...}``);
+            the mask contour is drawn on the first one.
+        mask: optional ``[1, H, W]`` bool mask, also shown on its own.
+        title: text above the panel (e.g. from :func:`verdict_titles`).
+        min_size: smallest tile side in pixels.
+        alpha: map opacity.
+
+    Returns:
+        ``[H', W', 3]`` ``np.uint8`` RGB array.
+
+    Example:
+        >>> m = {"heatmap": torch.rand(1, 32, 32)}
+        >>> verdict_panel(torch.rand(1, 32, 32), m, None, "p=0.01 unsafe").shape[1]
+        260
+    """
+    check_positive_int(min_size, "min_size")
+    scale = max(1, -(-min_size // int(image.shape[-1])))
+    gray = np.repeat(to_uint8(image).repeat(scale, 0).repeat(scale, 1)[..., None], 3, axis=2)
+    tiles = [_add_title(gray, "image")]
+    for k, (name, heat) in enumerate(maps.items()):
+        m = mask if k == 0 else None
+        tiles.append(_add_title(overlay(image, heat, m, alpha, scale=scale), name))
+    if mask is not None:
+        binary = to_uint8(_as_2d(mask).astype(np.float32)).repeat(scale, 0).repeat(scale, 1)
+        tiles.append(_add_title(np.repeat(binary[..., None], 3, axis=2), "mask"))
+    row = _tile(tiles, len(tiles))
+    bar = _colour_bar(row.shape[1])
+    return _add_title(np.concatenate([row, bar]), title, n_lines=2)
+
+
+def _colour_bar(width: int, cmap: str = "inferno") -> np.ndarray:
+    """``[24, width, 3]`` legend: the colour map from 0 (normal) to 1 (most anomalous)."""
+    import matplotlib
+    from PIL import Image, ImageDraw
+
+    ramp = matplotlib.colormaps[cmap](np.linspace(0, 1, max(width - 4, 1)))[:, :3]
+    bar = np.zeros((24, width, 3), np.uint8)
+    bar[2:10, 2 : 2 + len(ramp)] = np.round(ramp * 255).astype(np.uint8)[None]
+    canvas = Image.fromarray(bar)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((2, 11), "0 normal", fill=(220, 220, 220))
+    draw.text((max(width - 6 * 16 - 4, 60), 11), "1 most anomalous", fill=(220, 220, 220))
+    return np.asarray(canvas)
 
 
 def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
@@ -188,15 +259,30 @@ def _as_2d(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return arr
 
 
-def _add_title(tile: np.ndarray, text: str) -> np.ndarray:
+def _add_title(tile: np.ndarray, text: str, n_lines: int = 1) -> np.ndarray:
+    """Put ``text`` above ``tile`` on ``n_lines`` lines wrapped to the tile's width."""
     from PIL import Image, ImageDraw
 
-    width = max(tile.shape[1], 6 * len(text) + 2)
-    canvas = Image.new("RGB", (width, tile.shape[0] + _TITLE_HEIGHT), (0, 0, 0))
-    canvas.paste(Image.fromarray(tile), (0, _TITLE_HEIGHT))
+    lines = _wrap(text, max(tile.shape[1] // _CHAR_WIDTH, 1), max_lines=max(n_lines, 1))
+    top = _TITLE_HEIGHT * max(n_lines, 1)
+    canvas = Image.new("RGB", (tile.shape[1], tile.shape[0] + top))
+    canvas.paste(Image.fromarray(tile), (0, top))
     colour = (255, 96, 96) if "unsafe" in text else (220, 220, 220)
-    ImageDraw.Draw(canvas).text((1, 0), text, fill=colour)
+    draw = ImageDraw.Draw(canvas)
+    for k, line in enumerate(lines):
+        draw.text((1, k * _TITLE_HEIGHT), line, fill=colour)
     return np.asarray(canvas)
+
+
+def _wrap(text: str, width: int, max_lines: int = 3) -> list[str]:
+    """Wrap at commas/spaces to ``width`` characters; the last line ends in ``..`` if cut."""
+    import textwrap
+
+    lines = textwrap.wrap(text.replace(",", ", "), width, break_long_words=True) or [""]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: max(width - 2, 0)] + ".."
+    return lines
 
 
 def _tile(tiles: list[np.ndarray], ncol: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from safegen_guard.viz import (
     overlay_grid,
     save_png,
     to_uint8,
+    verdict_panel,
     verdict_titles,
 )
 
@@ -77,9 +78,19 @@ def test_verdict_titles():
 
 def test_overlay_grid_layout():
     grid = overlay_grid(torch.rand(3, 1, 16, 16), _verdict(), ncol=2, scale=2)
-    tile_w = max(32, 6 * len("p=0.003 unsafe (noise)") + 2) + 2
-    assert grid.dtype == np.uint8 and grid.shape == (2 * (32 + 12 + 2), 2 * tile_w, 3)
-    assert grid[46:, tile_w:].max() == 0  # 4th cell empty
+    # titles wrap to the 32 px tile width (5 characters a line, 3 lines at most): no padding
+    tile_h, tile_w = 32 + 3 * 12 + 2, 32 + 2
+    assert grid.dtype == np.uint8 and grid.shape == (2 * tile_h, 2 * tile_w, 3)
+    assert grid[tile_h:, tile_w:].max() == 0  # 4th cell empty
+    wide = overlay_grid(
+        torch.rand(8, 1, 64, 64),
+        heatmaps=torch.rand(8, 1, 64, 64),
+        ncol=8,
+        titles=["p=0.0001 unsafe (recon,denoise,texture,spectrum,ring)"] * 8,
+    )
+    assert wide.shape[1] == 8 * (128 + 2)  # tiles keep their width whatever the title
+    dark = float((wide.max(-1) == 0).mean())
+    assert dark < 0.3, dark
     plain = overlay_grid(torch.rand(2, 1, 16, 16), heatmaps=torch.rand(2, 1, 16, 16), ncol=4)
     assert plain.shape == (34, 2 * 34, 3)
     with pytest.raises(ValueError, match="needs a `verdict` or `heatmaps`"):
@@ -88,6 +99,17 @@ def test_overlay_grid_layout():
         overlay_grid(torch.rand(2, 1, 4, 4), heatmaps=torch.rand(3, 1, 4, 4))
     with pytest.raises(ValueError, match="`ncol` must be a positive int, got 0"):
         overlay_grid(torch.rand(2, 1, 4, 4), heatmaps=torch.rand(2, 1, 4, 4), ncol=0)
+
+
+def test_verdict_panel_shows_every_map_and_a_legend():
+    maps = {"heatmap": torch.rand(1, 32, 32), "SHAP": torch.rand(1, 32, 32)}
+    mask = torch.rand(1, 32, 32) > 0.5
+    panel = verdict_panel(torch.rand(1, 32, 32), maps, mask, "p=0.01 unsafe (noise)")
+    n_tiles = 4  # image, heatmap, SHAP, mask
+    assert panel.shape == (2 * 12 + 12 + 128 + 2 + 24, n_tiles * (128 + 2), 3)
+    assert (panel == [0, 255, 0]).all(-1).any()  # mask contour on the heatmap
+    with pytest.raises(ValueError, match="`min_size` must be a positive int, got 0"):
+        verdict_panel(torch.rand(1, 8, 8), maps, None, "t", min_size=0)
 
 
 def test_save_png_roundtrip(tmp_path):

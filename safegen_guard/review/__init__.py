@@ -1,0 +1,1 @@
+"""Where people meet SAFEGEN: evidence panels, HTML reports, the review app, reader studies."""

@@ -1,0 +1,26 @@
+"""Plain-language meaning of every verdict reason (shown in reports, the review app, README)."""
+
+from __future__ import annotations
+
+__all__ = ["REASONS", "describe"]
+
+#: reason name -> what it means to a person looking at the image.
+REASONS: dict[str, str] = {
+    "recon": "the autoencoder trained on real scans cannot rebuild part of the image through its "
+    "bottleneck: structure unlike real anatomy (missing or foreign regions, patterns)",
+    "denoise": "the autoencoder's skip path leaves a large residual: fine-scale content unlike "
+    "real scans (local noise, grid or checkerboard patterns)",
+    "noise": "the overall noise level differs from real scans (too noisy or too smooth)",
+    "texture": "local texture differs from real scans at the same place and brightness "
+    "(blurred or noisy patches)",
+    "spectrum": "the power spectrum has spikes or bands real scans do not have (periodic "
+    "patterns, k-space spikes, aliasing)",
+    "sharpness": "high frequencies are missing in some direction (blur, motion smearing)",
+    "ring": "concentric structure in the residual (ring or Gibbs-like artifacts)",
+    "non_finite": "the image contains NaN or infinite values",
+}
+
+
+def describe(reason: str) -> str:
+    """The meaning of ``reason`` (unknown names, e.g. views added later, return a placeholder)."""
+    return REASONS.get(reason, "a view added outside this glossary fired")
