@@ -55,15 +55,3 @@ def test_append_jsonl_appends_and_never_rewrites(tmp_path):
     assert os.stat(log).st_ino == inode  # same file, not replaced
     lines = data.decode().splitlines()
     assert [json.loads(line)["i"] for line in lines] == [0, 1, 2]
-
-
-@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
-def test_written_files_respect_the_umask(tmp_path, umask):
-    old = os.umask(umask)
-    try:
-        a = atomic_write_text(tmp_path / "a.json", "{}")
-        b = append_jsonl(tmp_path / "b.jsonl", [{"x": 1}])
-    finally:
-        os.umask(old)
-    for path in (a, b):
-        assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask, path
