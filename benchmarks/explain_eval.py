@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import metrics as bm
 from benchmarks.guard_eval import artifact_suite
 from safegen_guard import metrics, seeds
 from safegen_guard.artifacts import ARTIFACTS, list_artifacts
@@ -82,7 +83,8 @@ def localisation_table(guard, suite, taus, n_id: int, clean: torch.Tensor) -> li
     """Per cell and map: pixel AUROC, Dice, IoU, pointing game, top-k, insertion/deletion.
 
     Insertion/deletion move pixels between the corrupted image and its *clean* original
-    (``clean``, ``[N, 1, H, W]``, same order as every cell), the exact healthy counterpart.
+    (``clean``, ``[N, 1, H, W]``, same order as every cell), the exact healthy counterpart,
+    with the benchmark's protocol (:func:`benchmarks.metrics.insertion_deletion`).
     The detector's own reconstruction is no substitute here: it is smooth, and the noise and
     sharpness views score it as more anomalous than the artifact (measured: normalised AUCs of
     -170 and +25, meaningless).
@@ -115,17 +117,10 @@ def localisation_table(guard, suite, taus, n_id: int, clean: torch.Tensor) -> li
                 "top_k_intersection": float(metrics.top_k_intersection(s, gt)[has].mean()),
             }
             if name != "anomaly_map_calibrated":
-                r = metrics.insertion_deletion(
-                    lambda z: detector_statistic(guard, z),
-                    x[:n_id],
-                    sub,
-                    s[:n_id],
-                    region=fg[:n_id],
-                    steps=8,
-                    max_fraction=0.25,
+                r = bm.insertion_deletion(
+                    lambda z: detector_statistic(guard, z), sub, x[:n_id], s[:n_id], gt[:n_id]
                 )
-                row["insertion_auc"] = float(r["insertion"].nanmean())
-                row["deletion_auc"] = float(r["deletion"].nanmean())
+                row["insertion_auc"], row["deletion_auc"] = r["insertion_auc"], r["deletion_auc"]
             rows.append({k: round(v_, 3) if isinstance(v_, float) else v_ for k, v_ in row.items()})
     return rows
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from sklearn.metrics import roc_auc_score
 
+from benchmarks import metrics as bm
 from benchmarks.baselines.base import Baseline
 from safegen_guard.artifacts import inject, list_artifacts
 from safegen_guard.calibration import conformal_threshold
@@ -146,12 +147,6 @@ def calibrate(
     return Calibrated(threshold, float(torch.quantile(pix.float(), 1.0 - pixel_fpr)))
 
 
-def _dice(pred: torch.Tensor, gt: torch.Tensor) -> float:
-    inter = (pred & gt).flatten(1).sum(1).float()
-    denom = (pred.flatten(1).sum(1) + gt.flatten(1).sum(1)).float()
-    return float((2 * inter / denom.clamp_min(1)).mean())
-
-
 def evaluate_detection(guard, clean: torch.Tensor, suite: list[dict]) -> dict:
     """AUROC (clean vs corrupted), per-view AUROC, Dice, and false-reject rate."""
     v0 = guard.evaluate(clean)
@@ -170,7 +165,7 @@ def evaluate_detection(guard, clean: torch.Tensor, suite: list[dict]) -> dict:
                 "severity": cell["severity"],
                 "auroc": round(roc_auc_score(y, fused), 3),
                 "detected": round(float(v1.unsafe.float().mean()), 3),
-                "dice": round(_dice(v1.mask, cell["masks"]), 3),
+                "dice": round(bm.mask_overlap(v1.mask, cell["masks"])["dice"], 3),
                 "view_auroc": views,
             }
         )

@@ -1,4 +1,7 @@
-"""Detection and localisation metrics of the benchmark, checked against scikit-learn.
+"""Detection and localisation metrics of the benchmark, aggregated over a test cell.
+
+Per-image definitions live in :mod:`safegen_guard.metrics` (one definition per metric name);
+this module only chooses the images that count and averages.
 
 Image level (clean test images are negatives, artifact-injected copies positives):
 AUROC, AUPRC, and precision / recall / F1 of the calibrated decision ``score > threshold``.
@@ -14,6 +17,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
+
+from safegen_guard import metrics as pm
 
 __all__ = [
     "image_metrics",
@@ -51,6 +56,11 @@ def image_metrics(clean: torch.Tensor, anomalous: torch.Tensor, threshold: float
     }
 
 
+def _has_gt(gt: torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: images whose ground truth is non-empty (the ones pixel metrics average)."""
+    return gt.flatten(1).any(1)
+
+
 def mask_overlap(pred: torch.Tensor, gt: torch.Tensor) -> dict:
     """Mean IoU and Dice over images whose ground truth is non-empty.
 
@@ -58,16 +68,12 @@ def mask_overlap(pred: torch.Tensor, gt: torch.Tensor) -> dict:
         pred: ``[B,1,H,W]`` bool predicted masks.
         gt: ``[B,1,H,W]`` bool ground-truth masks.
     """
-    keep = gt.flatten(1).any(1)
+    keep = _has_gt(gt)
     if not bool(keep.any()):
         return {"iou": float("nan"), "dice": float("nan")}
-    p, g = pred[keep].flatten(1), gt[keep].flatten(1)
-    inter = (p & g).sum(1).double()
-    union = (p | g).sum(1).double()
-    size = (p.sum(1) + g.sum(1)).double()
     return {
-        "iou": float((inter / union.clamp_min(1)).mean()),
-        "dice": float((2 * inter / size.clamp_min(1)).mean()),
+        "iou": float(pm.iou(pred[keep], gt[keep]).double().mean()),
+        "dice": float(pm.dice(pred[keep], gt[keep]).double().mean()),
     }
 
 
@@ -76,36 +82,27 @@ def pixel_ranking(maps: torch.Tensor, gt: torch.Tensor, seed: int = 0) -> dict:
 
     Past 500k pixels a fixed-seed random subsample is used. NaN when ``gt`` is all one class.
     """
-    m, g = maps.flatten().double(), gt.flatten()
-    if m.numel() > _MAX_PIXELS:
-        idx = torch.randperm(m.numel(), generator=torch.Generator().manual_seed(seed))
-        m, g = m[idx[:_MAX_PIXELS]], g[idx[:_MAX_PIXELS]]
-    if bool(g.all()) or not bool(g.any()):
-        return {"pixel_auroc": float("nan"), "pixel_auprc": float("nan")}
-    y, s = g.numpy(), np.nan_to_num(m.numpy(), nan=0.0)
+    kw = {"max_pixels": _MAX_PIXELS, "seed": seed}
     return {
-        "pixel_auroc": float(roc_auc_score(y, s)),
-        "pixel_auprc": float(average_precision_score(y, s)),
+        "pixel_auroc": pm.pixel_auroc(maps, gt, **kw),
+        "pixel_auprc": pm.pixel_auprc(maps, gt, **kw),
     }
 
 
 def pointing_game(maps: torch.Tensor, gt: torch.Tensor) -> float:
     """Share of images (non-empty ``gt``) whose map maximum lies inside the ground truth."""
-    keep = gt.flatten(1).any(1)
+    keep = _has_gt(gt)
     if not bool(keep.any()):
         return float("nan")
-    arg = maps[keep].flatten(1).argmax(1)
-    return float(gt[keep].flatten(1).gather(1, arg[:, None]).double().mean())
+    return float(pm.pointing_game(maps[keep], gt[keep]).double().mean())
 
 
 def topk_intersection(maps: torch.Tensor, gt: torch.Tensor) -> float:
-    """Mean share of the ``k = |gt|`` highest-map pixels that lie in ``gt`` (per image)."""
-    vals = []
-    for m, g in zip(maps.flatten(1), gt.flatten(1)):
-        k = int(g.sum())
-        if k:
-            vals.append(float(g[m.topk(k).indices].double().mean()))
-    return float(np.mean(vals)) if vals else float("nan")
+    """Mean share of the ``k = |gt|`` highest-map pixels that lie in ``gt`` (non-empty ``gt``)."""
+    keep = _has_gt(gt)
+    if not bool(keep.any()):
+        return float("nan")
+    return float(pm.top_k_intersection(maps[keep], gt[keep]).double().mean())
 
 
 def insertion_deletion(
@@ -116,13 +113,11 @@ def insertion_deletion(
     gt: torch.Tensor,
     steps: int = 8,
 ) -> dict:
-    """Insertion / deletion AUC of a map, with the clean original as the "removed" state.
+    """Mean insertion / deletion AUC of a map, with the clean original as the substrate.
 
-    Pixels are ranked by the map; the first ``t * 2|gt|`` (``t`` in ``[0, 1]``, ``steps + 1``
-    points) are **deleted** (set to their clean value in the anomalous image) or **inserted**
-    (set to their anomalous value in the clean image). Scores are normalised per image to
-    ``(s - s_clean) / (s_anomalous - s_clean)``; images with ``s_anomalous <= s_clean`` are
-    skipped. Good maps give a high insertion AUC and a low deletion AUC (both in ~[0, 1]).
+    :func:`safegen_guard.metrics.insertion_deletion` over ``2 |gt|`` pixels per image (the
+    artifact's scale) in ``steps`` steps; both AUCs lie in ``[0, 1]``. Images that do not
+    score above their clean original are left out.
 
     Args:
         score_fn: ``[B,1,H,W] -> [B]`` image scores of the method.
@@ -135,20 +130,13 @@ def insertion_deletion(
     Returns:
         ``insertion_auc``, ``deletion_auc`` (NaN if no image qualifies) and ``n`` images used.
     """
-    area = (2 * gt.flatten(1).sum(1)).clamp_min(1)
-    rank = maps.flatten(1).argsort(1, descending=True).argsort(1)  # 0 = most salient
-    fractions = torch.linspace(0, 1, steps + 1)
-    batch = [clean, anomalous]
-    for t in fractions:  # one batch for every curve point: a single scoring call
-        sel = (rank < (t * area)[:, None]).view_as(clean)
-        batch += [torch.where(sel, anomalous, clean), torch.where(sel, clean, anomalous)]
-    scores = score_fn(torch.cat(batch)).double().view(len(batch), -1)
-    s0, s1 = scores[0], scores[1]
-    ok = s1 > s0
+    area = 2 * gt.flatten(1).sum(1)
+    res = pm.insertion_deletion(score_fn, anomalous, clean, maps, n_pixels=area, steps=steps)
+    ok = ~res["insertion"].isnan()
     if not bool(ok.any()):
         return {"insertion_auc": float("nan"), "deletion_auc": float("nan"), "n": 0}
-    ins, dele = list(scores[2::2]), list(scores[3::2])
-    span = (s1 - s0).clamp_min(1e-12)
-    norm = [(torch.stack(c, 1) - s0[:, None]) / span[:, None] for c in (ins, dele)]
-    auc = [np.trapezoid(c[ok].numpy(), dx=1.0 / steps, axis=1).mean() for c in norm]
-    return {"insertion_auc": float(auc[0]), "deletion_auc": float(auc[1]), "n": int(ok.sum())}
+    return {
+        "insertion_auc": float(res["insertion"][ok].double().mean()),
+        "deletion_auc": float(res["deletion"][ok].double().mean()),
+        "n": int(ok.sum()),
+    }

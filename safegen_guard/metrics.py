@@ -2,9 +2,12 @@
 
 Names follow the literature:
 
-- **pixel AUROC**: area under the ROC curve of map values vs ground-truth pixels, pooled over
-  all (optionally foreground) pixels of the batch (as in MVTec AD / anomalib's pixel AUROC).
-- **IoU** (Jaccard index) and **Dice** (F1 / Sorensen-Dice) of binary masks, per image.
+- **pixel AUROC / AUPRC**: area under the ROC / precision-recall curve of map values vs
+  ground-truth pixels, pooled over all (optionally foreground) pixels of the batch (as in
+  MVTec AD / anomalib's pixel AUROC), computed by scikit-learn.
+- **IoU** (Jaccard index) and **Dice** (F1 / Sorensen-Dice) of binary masks, per image. One
+  empty-mask rule: an image whose predicted and true masks are both empty scores 1 (nothing to
+  find, nothing found); reports average over images with a non-empty ground truth.
 - **Pointing Game** (Zhang et al., ECCV 2016): a hit when the map's maximum falls inside the
   ground truth (optionally dilated by ``tolerance`` pixels; the original used 15 px at 224 px).
 - **Top-k intersection** (Theiner et al. 2022, as in Quantus ``TopKIntersection``): the share
@@ -14,8 +17,12 @@ Names follow the literature:
   its healthy version (the detector's reconstruction, not black, since a black patch is itself
   anomalous). Deletion replaces image pixels by the substrate (a good map makes the score fall
   fast: low AUC); insertion starts from the substrate and restores image pixels (a good map
-  makes the score rise fast: high AUC). Curves are normalised per image to
-  ``(s - s_substrate) / (s_image - s_substrate)`` so that both start/end at 0 or 1.
+  makes the score rise fast: high AUC). Curves are normalised per image to the share of the
+  score change reached, ``(s - s_substrate) / (s_image - s_substrate)`` clipped to ``[0, 1]``
+  (an anomaly score is unbounded: a partly restored image can score beyond the full image),
+  so both AUCs lie in ``[0, 1]``; images no more anomalous than their substrate are ``nan``.
+
+Every report (benchmarks, explanation benchmark, explainer fitting) uses these definitions.
 """
 
 from __future__ import annotations
@@ -25,10 +32,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 __all__ = [
     "pixel_auroc",
+    "pixel_auprc",
     "iou",
     "dice",
     "pointing_game",
@@ -47,49 +55,98 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> Non
         raise ValueError(f"`{names[1]}` must be a bool mask, got {b.dtype}")
 
 
+def _pooled_pixels(
+    scores: torch.Tensor,
+    gt: torch.Tensor,
+    region: torch.Tensor | None,
+    max_pixels: int | None,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Pixel values and labels pooled over the batch (``None`` if one class is missing)."""
+    _check_pair(scores, gt, ("scores", "gt"))
+    keep = torch.ones_like(gt) if region is None else region
+    s, y = scores[keep].double(), gt[keep]
+    if max_pixels is not None and s.numel() > max_pixels:
+        idx = torch.randperm(s.numel(), generator=torch.Generator().manual_seed(seed))
+        s, y = s[idx[:max_pixels]], y[idx[:max_pixels]]
+    if bool(y.all()) or not bool(y.any()):
+        return None
+    return np.nan_to_num(s.numpy(), nan=0.0), y.numpy()
+
+
 def pixel_auroc(
-    scores: torch.Tensor, gt: torch.Tensor, region: torch.Tensor | None = None
+    scores: torch.Tensor,
+    gt: torch.Tensor,
+    region: torch.Tensor | None = None,
+    *,
+    max_pixels: int | None = None,
+    seed: int = 0,
 ) -> float:
-    """Pooled pixel AUROC (Mann-Whitney U with average ranks for ties).
+    """Pooled pixel AUROC (scikit-learn ``roc_auc_score``; ties count one half).
 
     Args:
-        scores: ``[B, 1, H, W]`` float maps (higher = more anomalous).
+        scores: ``[B, 1, H, W]`` float maps (higher = more anomalous; NaN ranks as 0).
         gt: ``[B, 1, H, W]`` bool ground truth.
         region: Optional ``[B, 1, H, W]`` bool; only these pixels count (e.g. foreground).
+        max_pixels: Past this many pixels, a fixed-seed random subsample is used.
+        seed: Seed of that subsample.
 
     Returns:
         AUROC in ``[0, 1]``; ``nan`` if only one class is present.
     """
-    _check_pair(scores, gt, ("scores", "gt"))
-    keep = torch.ones_like(gt) if region is None else region
-    s = scores[keep].double().numpy()
-    y = gt[keep].numpy()
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(s)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    pooled = _pooled_pixels(scores, gt, region, max_pixels, seed)
+    return float("nan") if pooled is None else float(roc_auc_score(pooled[1], pooled[0]))
+
+
+def pixel_auprc(
+    scores: torch.Tensor,
+    gt: torch.Tensor,
+    region: torch.Tensor | None = None,
+    *,
+    max_pixels: int | None = None,
+    seed: int = 0,
+) -> float:
+    """Pooled pixel average precision (scikit-learn ``average_precision_score``).
+
+    Arguments as :func:`pixel_auroc`. Returns a value in ``[0, 1]``; ``nan`` if only one
+    class is present.
+    """
+    pooled = _pooled_pixels(scores, gt, region, max_pixels, seed)
+    return float("nan") if pooled is None else float(average_precision_score(pooled[1], pooled[0]))
 
 
 def _overlap(
     pred: torch.Tensor, gt: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    _check_pair(pred, gt, ("pred", "gt"))
-    if pred.dtype != torch.bool:
-        raise ValueError(f"`pred` must be a bool mask, got {pred.dtype}")
-    inter = (pred & gt).flatten(1).sum(1).double()
-    return inter, pred.flatten(1).sum(1).double(), gt.flatten(1).sum(1).double()
+    if pred.ndim < 4 or pred.shape[-3:] != gt.shape[-3:]:
+        raise ValueError(
+            "`pred` and `gt` must be [..., B, 1, H, W] masks of one image shape, got "
+            f"{tuple(pred.shape)} and {tuple(gt.shape)}"
+        )
+    for name, t in (("pred", pred), ("gt", gt)):
+        if t.dtype != torch.bool:
+            raise ValueError(f"`{name}` must be a bool mask, got {t.dtype}")
+    inter = (pred & gt).flatten(-3).sum(-1).double()
+    p = pred.flatten(-3).sum(-1).double().expand_as(inter)
+    return inter, p, gt.flatten(-3).sum(-1).double().expand_as(inter)
 
 
 def iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Per-image IoU ``|P & G| / |P | G|``, bool ``[B, 1, H, W]`` -> ``[B]`` (1 if both empty)."""
+    """Per-image IoU ``|P & G| / |P | G|``: bool ``[..., B, 1, H, W]`` -> ``[..., B]``.
+
+    Leading dimensions broadcast (e.g. ``[T, B, 1, H, W]`` masks at ``T`` thresholds against
+    ``[1, B, 1, H, W]`` ground truth). Both masks empty: 1.
+    """
     inter, p, g = _overlap(pred, gt)
     union = p + g - inter
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union)).float()
 
 
 def dice(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Per-image Dice ``2|P & G| / (|P| + |G|)`` ``[B, 1, H, W]`` -> ``[B]`` (1 if both empty)."""
+    """Per-image Dice ``2|P & G| / (|P| + |G|)``: bool ``[..., B, 1, H, W]`` -> ``[..., B]``.
+
+    Leading dimensions broadcast as in :func:`iou`. Both masks empty: 1.
+    """
     inter, p, g = _overlap(pred, gt)
     total = p + g
     return torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total)).float()
@@ -138,52 +195,66 @@ def insertion_deletion(
     saliency: torch.Tensor,
     *,
     region: torch.Tensor | None = None,
-    steps: int = 16,
-    max_fraction: float = 1.0,
+    n_pixels: torch.Tensor | None = None,
+    steps: int = 8,
 ) -> dict[str, torch.Tensor]:
     """Insertion and deletion AUCs of a saliency map for a scalar anomaly score.
 
+    Pixels of ``region`` are ranked by ``saliency`` (most salient first, ties by position).
+    At ``t = 0, 1/steps, ..., 1`` the first ``round(t * n_pixels)`` are moved: **deleted**
+    (image pixels replaced by the substrate's) and **inserted** (substrate pixels replaced by
+    the image's). All curve points are scored in one ``score_fn`` call.
+
     Args:
-        score_fn: ``[B, C, H, W] -> [B]`` anomaly score (higher = more anomalous).
+        score_fn: ``[B', C, H, W] -> [B']`` anomaly score (higher = more anomalous).
         images: ``[B, C, H, W]`` images.
-        substrate: ``[B, C, H, W]`` healthy versions (e.g. the detector's reconstruction).
-        saliency: ``[B, 1, H, W]`` maps ranking pixels (most salient first).
+        substrate: ``[B, C, H, W]`` healthy versions (the clean original, or the detector's
+            reconstruction).
+        saliency: ``[B, 1, H, W]`` maps ranking pixels.
         region: Optional ``[B, 1, H, W]`` bool pixels eligible to move (default all).
+        n_pixels: Optional ``[B]`` pixels moved at ``t = 1`` (default: all of ``region``;
+            capped at it).
         steps: Curve points after the start (positive).
-        max_fraction: Largest share of eligible pixels moved, in ``(0, 1]``; the AUC is taken
-            over ``[0, max_fraction]`` rescaled to ``[0, 1]``.
 
     Returns:
-        dict with ``insertion``, ``deletion`` ``[B]`` normalised AUCs (``nan`` where
-        ``|s_image - s_substrate| < 1e-8``) and ``curves_ins``/``curves_del`` ``[B, steps+1]``
-        raw scores.
+        dict with ``insertion``, ``deletion`` ``[B]`` AUCs in ``[0, 1]`` (``nan`` where the
+        image does not score above its substrate), ``curves_ins`` / ``curves_del``
+        ``[B, steps + 1]`` raw scores and ``s_image`` / ``s_substrate`` ``[B]``.
     """
-    if steps < 1 or not 0.0 < max_fraction <= 1.0:
-        raise ValueError(f"need steps >= 1 and max_fraction in (0, 1], got {steps}, {max_fraction}")
-    if images.shape != substrate.shape or saliency.shape[0] != images.shape[0]:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"`steps` must be a positive int, got {steps!r}")
+    b = images.shape[0]
+    if images.shape != substrate.shape or saliency.shape != (b, 1, *images.shape[2:]):
         raise ValueError(
-            f"shapes differ: {tuple(images.shape)}, {tuple(substrate.shape)}, "
-            f"{tuple(saliency.shape)}"
+            "`images`, `substrate` [B, C, H, W] and `saliency` [B, 1, H, W] must agree, got "
+            f"{tuple(images.shape)}, {tuple(substrate.shape)} and {tuple(saliency.shape)}"
         )
     region = torch.ones_like(saliency, dtype=torch.bool) if region is None else region
-    s = torch.where(region, saliency, torch.full_like(saliency, -torch.inf)).flatten(1)
-    rank = s.argsort(dim=1, descending=True, stable=True).argsort(dim=1).view_as(saliency)
+    s = torch.where(region, saliency.double(), torch.full_like(saliency, -torch.inf, dtype=float))
+    order = s.flatten(1).argsort(dim=1, descending=True, stable=True)
+    rank = order.argsort(dim=1).view_as(saliency)
     n_eligible = region.flatten(1).sum(1).double()
-    ins, dele = [], []
-    for t in np.linspace(0.0, max_fraction, steps + 1):
-        moved = (rank < (t * n_eligible).round()[:, None, None, None]) & region
-        dele.append(score_fn(torch.where(moved, substrate, images)))
-        ins.append(score_fn(torch.where(moved, images, substrate)))
-    c_ins, c_del = torch.stack(ins, 1).double(), torch.stack(dele, 1).double()
-    s_img, s_sub = c_del[:, :1], c_ins[:, :1]
+    n = n_eligible if n_pixels is None else torch.minimum(n_pixels.double(), n_eligible)
+    batch = [images, substrate]
+    for t in np.linspace(0.0, 1.0, steps + 1):
+        moved = (rank < (t * n).round()[:, None, None, None]) & region
+        batch += [torch.where(moved, images, substrate), torch.where(moved, substrate, images)]
+    scores = score_fn(torch.cat(batch)).double().view(len(batch), b)
+    s_img, s_sub = scores[0], scores[1]
+    c_ins, c_del = scores[2::2].T, scores[3::2].T
     span = s_img - s_sub
-    ok = span.abs() >= 1e-8
+    ok = torch.isfinite(span) & (span > 1e-8)
     x = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
-    auc = lambda c: torch.trapezoid(((c - s_sub) / torch.where(ok, span, 1.0)), x)  # noqa: E731
-    nan = torch.full_like(span[:, 0], float("nan"))
+
+    def auc(curve: torch.Tensor) -> torch.Tensor:
+        share = ((curve - s_sub[:, None]) / torch.where(ok, span, 1.0)[:, None]).clamp(0, 1)
+        return torch.where(ok, torch.trapezoid(share, x), torch.nan).float()
+
     return {
-        "insertion": torch.where(ok[:, 0], auc(c_ins), nan).float(),
-        "deletion": torch.where(ok[:, 0], auc(c_del), nan).float(),
+        "insertion": auc(c_ins),
+        "deletion": auc(c_del),
         "curves_ins": c_ins.float(),
         "curves_del": c_del.float(),
+        "s_image": s_img.float(),
+        "s_substrate": s_sub.float(),
     }

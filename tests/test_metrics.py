@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from sklearn.metrics import f1_score, jaccard_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, jaccard_score, roc_auc_score
 
 from safegen_guard import metrics
 
@@ -73,16 +74,72 @@ def test_insertion_deletion_ideal_map() -> None:
     assert r_good["curves_del"][0, 0] == 2.0 and r_good["curves_del"][0, -1] == 0.0
 
 
+def test_pixel_auprc_matches_sklearn_and_subsamples(pair) -> None:
+    scores, gt, _ = pair
+    ref = average_precision_score(gt.flatten().numpy(), scores.flatten().numpy())
+    assert metrics.pixel_auprc(scores, gt) == pytest.approx(ref, abs=1e-12)
+    sub = metrics.pixel_auroc(scores, gt, max_pixels=100, seed=1)
+    assert (
+        sub
+        == metrics.pixel_auroc(scores, gt, max_pixels=100, seed=1)
+        != pytest.approx(metrics.pixel_auroc(scores, gt), abs=1e-12)
+    )
+    assert np.isnan(metrics.pixel_auroc(scores, torch.zeros_like(gt)))
+
+
+def test_dice_broadcasts_leading_dimensions(pair) -> None:
+    scores, gt, _ = pair
+    taus = torch.tensor([0.3, 0.6, 0.9])
+    pred = scores[None] > taus[:, None, None, None, None]  # [T, B, 1, H, W]
+    batched = metrics.dice(pred, gt[None])
+    assert batched.shape == (3, 3)
+    for t in range(3):
+        assert torch.equal(batched[t], metrics.dice(pred[t], gt))
+
+
+def test_insertion_deletion_lies_in_unit_interval_for_unbounded_scores() -> None:
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(3, 1, 8, 8, generator=g)
+    sub = torch.zeros_like(img)
+
+    def spiky(x: torch.Tensor) -> torch.Tensor:  # partial states score far beyond both ends
+        frac = (x > 0).flatten(1).float().mean(1)
+        return x.flatten(1).sum(1) + 1e3 * (frac * (1 - frac))
+
+    r = metrics.insertion_deletion(spiky, img, sub, torch.rand(3, 1, 8, 8, generator=g))
+    for key in ("insertion", "deletion"):
+        assert bool(((r[key] >= 0) & (r[key] <= 1)).all()), r[key]
+    assert bool((r["curves_ins"].max(1).values > r["s_image"]).all())  # unclipped, it would be > 1
+    # an image no more anomalous than its substrate has no defined AUC
+    flat = metrics.insertion_deletion(spiky, sub, sub, torch.rand(3, 1, 8, 8, generator=g))
+    assert bool(flat["insertion"].isnan().all() and flat["deletion"].isnan().all())
+
+
+def test_insertion_deletion_n_pixels_limits_the_curve() -> None:
+    img = torch.zeros(1, 1, 4, 4)
+    img[0, 0, 0, :2] = 1.0
+    score = lambda x: x.flatten(1).sum(1)  # noqa: E731
+    two = torch.tensor([2])
+    r = metrics.insertion_deletion(score, img, torch.zeros_like(img), img, n_pixels=two, steps=2)
+    # t = 0, 1/2, 1 moves 0, 1, 2 of the two salient pixels
+    assert r["curves_ins"].tolist() == [[0.0, 1.0, 2.0]]
+    assert r["curves_del"].tolist() == [[2.0, 1.0, 0.0]]
+    assert float(r["insertion"]) == pytest.approx(0.5)
+    assert float(r["deletion"]) == pytest.approx(0.5)
+
+
 def test_bad_arguments_raise() -> None:
     m = torch.zeros(1, 1, 4, 4)
     gt = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
     with pytest.raises(ValueError, match="must be a bool mask"):
         metrics.dice(m, gt)
-    with pytest.raises(ValueError, match="one shape"):
+    with pytest.raises(ValueError, match="one image shape"):
         metrics.iou(gt, gt[..., :2])
     with pytest.raises(ValueError, match="`k` must be in"):
         metrics.top_k_intersection(m, gt, k=0)
     with pytest.raises(ValueError, match="`tolerance` must be >= 0"):
         metrics.pointing_game(m, gt, tolerance=-1)
-    with pytest.raises(ValueError, match="max_fraction"):
-        metrics.insertion_deletion(lambda x: x.sum((1, 2, 3)), m, m, m, max_fraction=0.0)
+    with pytest.raises(ValueError, match="`steps` must be a positive int, got 0"):
+        metrics.insertion_deletion(lambda x: x.sum((1, 2, 3)), m, m, m, steps=0)
+    with pytest.raises(ValueError, match=r"`saliency` \[B, 1, H, W\] must agree"):
+        metrics.insertion_deletion(lambda x: x.sum((1, 2, 3)), m, m, m[:, :, :2])

@@ -16,6 +16,8 @@ import itertools
 
 import torch
 
+from safegen_guard import metrics
+
 __all__ = ["calibrated_unit", "combine_maps", "simplex_grid", "fit_combination", "mean_dice"]
 
 
@@ -60,14 +62,12 @@ def simplex_grid(k: int, step: float = 0.1) -> torch.Tensor:
 
 
 def mean_dice(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Per-image Dice of bool masks ``[..., B, 1, H, W]`` averaged over ``B`` -> ``[...]``.
+    """:func:`safegen_guard.metrics.dice` of bool masks ``[..., B, 1, H, W]`` averaged over ``B``.
 
-    An image where both masks are empty scores 1.
+    Returns:
+        ``[...]`` mean Dice (an image where both masks are empty scores 1).
     """
-    inter = (pred & gt).flatten(-3).sum(-1).float()
-    total = (pred.flatten(-3).sum(-1) + gt.flatten(-3).sum(-1)).float()
-    dice = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
-    return dice.mean(-1)
+    return metrics.dice(pred, gt).mean(-1)
 
 
 def fit_combination(

@@ -111,16 +111,27 @@ def test_insertion_deletion_rewards_the_true_region() -> None:
     assert good["deletion_auc"] < 0.4 < bad["deletion_auc"]
 
 
-def test_agrees_with_safegen_guard_metrics() -> None:
-    sg = pytest.importorskip("safegen_guard.metrics")
+def test_insertion_deletion_is_bounded_and_skips_unscored_images() -> None:
+    clean = torch.zeros(3, 1, 16, 16)
+    anom = clean.clone()
+    anom[:2, :, 4:8, 4:8] = 1.0  # image 2 is left clean: it cannot qualify
+    gt = anom.bool()
+
+    def overshoot(x: torch.Tensor) -> torch.Tensor:  # half the artifact scores 10x the whole
+        n = x.flatten(1).sum(1)
+        return torch.where((n > 0) & (n < 16), 10 * n, n)
+
+    r = metrics.insertion_deletion(overshoot, clean, anom, gt.float(), gt)
+    assert r["n"] == 2 and 0.0 <= r["deletion_auc"] <= r["insertion_auc"] <= 1.0
+    # the two PHANES-style values the quick suite once printed cannot occur any more
+    assert r["insertion_auc"] < 4.857 and r["deletion_auc"] > -2.056
+
+
+def test_cell_means_leave_out_images_without_ground_truth() -> None:
     maps, gt = _boxes()
-    pred = maps > 0.45
-    assert metrics.pointing_game(maps, gt) == pytest.approx(
-        float(sg.pointing_game(maps, gt).double().mean())
-    )
-    assert metrics.topk_intersection(maps, gt) == pytest.approx(
-        float(sg.top_k_intersection(maps, gt).double().mean())
-    )
-    ov = metrics.mask_overlap(pred, gt)
-    assert ov["iou"] == pytest.approx(float(sg.iou(pred, gt).double().mean()))
-    assert ov["dice"] == pytest.approx(float(sg.dice(pred, gt).double().mean()))
+    empty = torch.zeros_like(gt[:1])
+    maps_e, gt_e = torch.cat([maps, maps[:1]]), torch.cat([gt, empty])
+    assert metrics.pointing_game(maps_e, gt_e) == metrics.pointing_game(maps, gt)
+    assert metrics.topk_intersection(maps_e, gt_e) == metrics.topk_intersection(maps, gt)
+    pred = maps_e > 0.45
+    assert metrics.mask_overlap(pred, gt_e) == metrics.mask_overlap(pred[:-1], gt)
