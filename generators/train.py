@@ -34,7 +34,14 @@ from generators.configs import (
 from generators.datamodule import SliceDataModule
 from generators.sample import save_grid
 
-__all__ = ["build_module", "build_logger", "build_guard_callback", "build_parser", "main"]
+__all__ = [
+    "build_module",
+    "build_logger",
+    "build_guard_callback",
+    "build_parser",
+    "main",
+    "subset_indices",
+]
 
 LOGGERS: tuple[str, ...] = ("none", "csv", "wandb", "tensorboard")
 
@@ -152,10 +159,46 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="acquisition/augmentation draws of every slice (more training images)",
     )
+    p.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help="train on N training images evenly spaced over the split (memorization studies);"
+        " their indices are written to DIR/subset.json",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--resume", type=Path, default=None, help="checkpoint to resume from")
     p.add_argument("--grid", type=int, default=16, help="images in the final sample grid")
     return p
+
+
+def subset_indices(total: int, n: int) -> list[int]:
+    """``n`` indices evenly spaced over ``range(total)`` (first and last included).
+
+    Raises:
+        ValueError: ``n`` is not in ``[1, total]``.
+    """
+    if not 1 <= n <= total:
+        raise ValueError(f"`--subset` must be between 1 and the {total} training images, got {n}")
+    if n == 1:
+        return [0]
+    return sorted({round(i * (total - 1) / (n - 1)) for i in range(n)})
+
+
+def _data_module(args: argparse.Namespace, batch_size: int, out: Path) -> SliceDataModule:
+    load_kwargs = {"augment": args.augment, "variants": args.variants}
+    if args.subset is None:
+        return SliceDataModule(
+            source=args.data, size=args.size, batch_size=batch_size, seed=args.seed,
+            load_kwargs=load_kwargs,
+        )  # fmt: skip
+    from safegen_guard.data import load_dataset
+    from safegen_guard.io import atomic_write_json
+
+    full = load_dataset(args.data, "train", args.size, seed=args.seed, **load_kwargs)
+    index = subset_indices(len(full), args.subset)
+    atomic_write_json(out / "subset.json", {"data": args.data, "split": "train", "index": index})
+    return SliceDataModule(full.subset(index), batch_size=batch_size, seed=args.seed)
 
 
 def _devices(value: str) -> int | str:
@@ -192,13 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(args.seed, workers=True, verbose=False)
     module = build_module(get_model_config(args.model, args.preset, args.size))
-    data = SliceDataModule(
-        source=args.data,
-        size=args.size,
-        batch_size=batch_size,
-        seed=args.seed,
-        load_kwargs={"augment": args.augment, "variants": args.variants},
-    )
+    data = _data_module(args, batch_size, out)
     trainer = pl.Trainer(
         accelerator=args.accelerator or train_cfg.accelerator,
         devices=_devices(str(args.devices)),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -105,3 +106,17 @@ def test_max_minutes_stops_training_before_max_steps(tmp_path: Path) -> None:
     # Lightning's Timer stops as soon as max_time has passed; the final checkpoint is written
     assert ckpt["global_step"] < 1000
     assert (out / "samples_final.png").exists()
+
+
+def test_subset_trains_on_evenly_spaced_images_and_records_them(tmp_path: Path) -> None:
+    assert train_cli.subset_indices(10, 4) == [0, 3, 6, 9]
+    assert train_cli.subset_indices(5, 5) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="between 1 and the 5 training images, got 6"):
+        train_cli.subset_indices(5, 6)
+    out = tmp_path / "sub"
+    args = ["ddpm", "--size", "32", "--preset", "tiny", "--max-steps", "1", "--subset", "3"]
+    assert train_cli.main(args + ["--out", str(out), "--logger", "none", "--grid", "1"]) == 0
+    record = json.loads((out / "subset.json").read_text())
+    total = len(data.load_dataset("mni152", "train", 32))
+    assert record["index"] == train_cli.subset_indices(total, 3)
+    assert record["index"][0] == 0 and record["index"][-1] == total - 1
