@@ -1,20 +1,23 @@
-"""Render benchmark results: terminal summary, ``results.md``, ``report.html``, README section.
+"""Render benchmark results: terminal summary, results.md, report.html, README section.
 
-CLI (regenerate the README table from a finished run, between the markers
-``<!-- benchmark:start -->`` and ``<!-- benchmark:end -->``)::
+Regenerate the README table from a finished run (the text between the markers
+<!-- benchmark:start --> and <!-- benchmark:end -->):
 
-    python -m benchmarks.report --readme README.md --results results/results.json
+  python -m benchmarks.report --readme README.md --results results/results.json
+
+Without --readme the Markdown results are printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import html
 import json
+import re
 from pathlib import Path
 
 from safegen_guard.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from safegen_guard.review.markup import page, png_data_uri, table
 
 __all__ = [
     "summary_table",
@@ -247,25 +250,46 @@ def update_readme(readme: str | Path, results: dict) -> None:
 
 
 def html_report(results: dict, figures: dict[str, bytes]) -> str:
-    """Self-contained HTML: the markdown tables plus every figure embedded as base64 PNG."""
-    body = []
-    for line in markdown(results).splitlines():
-        body.append(html.escape(line))
+    """Self-contained HTML: the results as HTML tables, every figure embedded as a PNG."""
     imgs = "".join(
-        f'<figure><img src="data:image/png;base64,{base64.b64encode(b).decode()}" '
-        f'alt="{html.escape(n)}"><figcaption>{html.escape(n)}</figcaption></figure>'
+        f'<figure><img src="{png_data_uri(b)}" alt="{html.escape(n)}">'
+        f"<figcaption>{html.escape(n)}</figcaption></figure>"
         for n, b in sorted(figures.items())
         if n.endswith(".png")
     )
-    style = (
-        "body{font-family:sans-serif;margin:2em;max-width:1400px}"
-        "pre{font-size:12px;overflow-x:auto}img{max-width:100%}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>SAFEGEN benchmark"
-        f"</title><style>{style}</style></head><body><h1>SAFEGEN benchmark</h1>"
-        f"{imgs}<pre>{chr(10).join(body)}</pre></body></html>"
-    )
+    body = markdown_to_html(markdown(results))
+    return page("SAFEGEN benchmark", body + "<h2>Figures</h2>" + imgs)
+
+
+def markdown_to_html(text: str) -> str:
+    """HTML of the Markdown subset this module writes: headings, pipe tables, paragraphs.
+
+    Example:
+        >>> markdown_to_html("## Results of `quick`")
+        '<h2>Results of <code>quick</code></h2>'
+    """
+    out: list[str] = []
+    rows: list[list[str]] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(set(c) <= set("-: ") for c in cells):  # skip the |---| row
+                rows.append(cells)
+            continue
+        if rows:
+            out.append(_inline_code(table(rows[0], rows[1:])))
+            rows = []
+        m = re.match(r"(#{1,3}) (.*)", line)
+        if m:
+            n = len(m.group(1))
+            out.append(f"<h{n}>{_inline_code(html.escape(m.group(2)))}</h{n}>")
+        elif line.strip():
+            out.append(f"<p>{_inline_code(html.escape(line))}</p>")
+    return "".join(out)
+
+
+def _inline_code(escaped: str) -> str:
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", escaped)
 
 
 def write_outputs(results: dict, figures: dict[str, bytes], out: str | Path) -> None:
@@ -281,8 +305,16 @@ def write_outputs(results: dict, figures: dict[str, bytes], out: str | Path) -> 
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: ``--readme README.md --results results/results.json`` (and/or ``--markdown``)."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__)
-    p.add_argument("--results", default="results/results.json")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--results",
+        default="results/results.json",
+        help="results.json of a finished run (default: results/results.json)",
+    )
     p.add_argument("--readme", default=None, help="README to update between the markers")
     args = p.parse_args(argv)
     results = json.loads(Path(args.results).read_text())

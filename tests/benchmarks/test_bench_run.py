@@ -89,7 +89,10 @@ def test_schema(mini_run) -> None:
     assert ds["generated"]["status"] == "skipped"
     for name in ("results.md", "report.html", *ds["figures"]):
         assert (out / name).stat().st_size > 0
-    assert "data:image/png;base64," in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page
+    assert "<pre>" not in page and "| ---" not in page and "|---" not in page
+    assert page.count("<table>") >= 5 and "<th>method</th>" in page
 
 
 def test_metrics_match_references(mini_run) -> None:
@@ -131,3 +134,12 @@ def test_readme_section(mini_run, tmp_path) -> None:
     (tmp_path / "bad.md").write_text("no markers")
     with pytest.raises(ValueError, match="must contain"):
         report.update_readme(tmp_path / "bad.md", results)
+
+
+def test_markdown_to_html_tables_headings_and_code() -> None:
+    md = "# T\n\nrun `quick` <ok>\n\n| a | b |\n|---|---|\n| 1 | `x` |\n| 2 | y |\n\ntail"
+    assert report.markdown_to_html(md) == (
+        "<h1>T</h1><p>run <code>quick</code> &lt;ok&gt;</p>"
+        "<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td><code>x</code></td></tr>"
+        "<tr><td>2</td><td>y</td></tr></table><p>tail</p>"
+    )
