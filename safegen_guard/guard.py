@@ -45,14 +45,7 @@ class Guard(nn.Module):
         super().__init__()
         self.config = config
         self.data_fingerprint = data_fingerprint
-        ae = AutoencoderConfig(
-            image_size=config.image_size,
-            channels=config.channels,
-            base_channels=config.base_channels,
-            levels=config.levels,
-            latent_dim=config.latent_dim,
-            groups=min(8, config.base_channels),
-        )
+        ae = AutoencoderConfig.from_guard_config(config)
         # initial weights come from ``config.seed``, not from the caller's global RNG state
         # (two fits with one seed in one process used to differ); the caller's state is kept
         with torch.random.fork_rng(devices=[]):

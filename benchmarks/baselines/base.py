@@ -73,11 +73,4 @@ class Baseline(abc.ABC):
 
 def autoencoder_config(cfg: GuardConfig) -> AutoencoderConfig:
     """The autoencoder architecture SAFEGEN's guard uses for ``cfg`` (same capacity)."""
-    return AutoencoderConfig(
-        image_size=cfg.image_size,
-        channels=cfg.channels,
-        base_channels=cfg.base_channels,
-        levels=cfg.levels,
-        latent_dim=cfg.latent_dim,
-        groups=min(8, cfg.base_channels),
-    )
+    return AutoencoderConfig.from_guard_config(cfg)

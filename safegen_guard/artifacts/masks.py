@@ -26,7 +26,6 @@ from safegen_guard.detector import ops
 
 __all__ = [
     "CHANGE_THRESHOLD",
-    "FOREGROUND_THRESHOLD",
     "change_mask",
     "dilate",
     "erode",
@@ -37,9 +36,6 @@ __all__ = [
 
 CHANGE_THRESHOLD = 0.02
 """Minimum box-averaged absolute change (on the [0, 1] scale) for a pixel to be in the mask."""
-
-FOREGROUND_THRESHOLD = 0.1
-"""Intensity above which a (3x3-averaged) pixel counts as head / body when estimating it."""
 
 
 def size_scale(side: int) -> int:
@@ -64,24 +60,20 @@ def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return mask.clone() if radius <= 0 else ops.erode(mask, radius)
 
 
-def estimate_foreground(
-    images: torch.Tensor, threshold: float = FOREGROUND_THRESHOLD
-) -> torch.Tensor:
-    """Estimate the head / body region of each image.
+def estimate_foreground(images: torch.Tensor) -> torch.Tensor:
+    """Estimate the head / body region of each image, where artifacts may act.
 
-    Rule: 3x3 mean filter (suppresses background Rician noise), threshold at ``threshold``,
-    fill holes (ventricles, lungs), dilate by ``2 * scale(H)`` pixels. An image with no pixel
-    above the threshold gets the whole frame as foreground.
+    Rule: the detector's foreground (:func:`safegen_guard.detector.ops.estimate_foreground`,
+    the one intensity rule of the package), holes filled (ventricles, lungs), dilated by
+    ``2 * scale(H)`` pixels. An image with no foreground gets the whole frame.
 
     Args:
         images: ``[B, 1, H, W]`` float in [0, 1].
-        threshold: Intensity threshold on the smoothed image.
 
     Returns:
         ``[B, 1, H, W]`` bool on the device of ``images``.
     """
-    smooth = F.avg_pool2d(images.float(), 3, stride=1, padding=1, count_include_pad=False)
-    raw = (smooth > threshold).cpu().numpy()
+    raw = ops.estimate_foreground(images.float()).cpu().numpy()
     filled = np.stack([ndimage.binary_fill_holes(m[0])[None] for m in raw])
     fg = torch.from_numpy(filled).to(images.device)
     fg = dilate(fg, 2 * size_scale(images.shape[-1]))

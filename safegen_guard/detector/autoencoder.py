@@ -15,9 +15,13 @@ Plain torch (no Lightning here): see :mod:`safegen_guard.detector.training` for 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from safegen_guard.config import GuardConfig
 
 __all__ = ["AutoencoderConfig", "SafeGenAutoencoder"]
 
@@ -41,6 +45,18 @@ class AutoencoderConfig:
     levels: int = 4
     latent_dim: int = 256
     groups: int = 8
+
+    @classmethod
+    def from_guard_config(cls, config: GuardConfig) -> AutoencoderConfig:
+        """The architecture a guard with ``config`` uses (the one place this is decided)."""
+        return cls(
+            image_size=config.image_size,
+            channels=config.channels,
+            base_channels=config.base_channels,
+            levels=config.levels,
+            latent_dim=config.latent_dim,
+            groups=min(8, config.base_channels),
+        )
 
     def level_channels(self) -> list[int]:
         """Channel count per level, e.g. ``[16, 32, 64, 128]``."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from safegen_guard.detector import ops
+from safegen_guard.detector.views import ResidualView, ScoringContext
 
 __all__ = ["AnomalyGradCam", "GlobalAnomalyScore", "GRADCAM_LAYERS", "GRADCAM_TARGETS"]
 
@@ -37,7 +37,11 @@ class GlobalAnomalyScore(nn.Module):
         autoencoder: The detector's :class:`SafeGenAutoencoder` (not copied).
         target: ``"topk"`` (top ``top_frac`` mean) or ``"l2"`` (RMS) over the foreground.
         top_frac: Share of pixels averaged by ``"topk"``, in ``(0, 1]``.
-        sigma: Gaussian smoothing of the residual in pixels (the detector's ResidualView).
+        sigma: Gaussian smoothing of the residual in pixels.
+
+    The residual map is the detector's own :class:`~safegen_guard.detector.views.ResidualView`
+    on the bottleneck reconstruction; with ``target="topk"`` and ``top_frac=0.01`` the score
+    is that view's statistic.
     """
 
     def __init__(
@@ -58,11 +62,12 @@ class GlobalAnomalyScore(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Score ``[B, C, H, W]`` images in ``[0, 1]`` -> ``[B]`` (higher = more anomalous)."""
         recon = self.autoencoder(x, use_skips=False)
-        fg = ops.estimate_foreground(recon.detach())
-        r = ops.gaussian_blur((x - recon).abs(), self.sigma) * fg
+        ctx = ScoringContext(x, recon, recon)
+        _, r = ResidualView("global", "recon", self.sigma)(ctx)  # the detector's residual map
         if self.target == "l2":
-            return (r.pow(2).flatten(1).sum(1) / fg.flatten(1).sum(1).clamp_min(1)).sqrt()
-        v = r.flatten(1)
+            fg = ctx.foreground.flatten(1).sum(1).clamp_min(1)
+            return (r.pow(2).flatten(1).sum(1) / fg).sqrt()
+        v = r.flatten(1)  # zero off the foreground, as in the view's own top-k mean
         k = max(1, int(self.top_frac * v.shape[1]))
         return v.topk(k, dim=1).values.mean(1)
 

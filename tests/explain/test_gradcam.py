@@ -94,3 +94,16 @@ def test_score_targets_and_bad_arguments() -> None:
         GlobalAnomalyScore(ae, "max")
     with pytest.raises(ValueError, match="`top_frac` must be in"):
         GlobalAnomalyScore(ae, top_frac=0.0)
+
+
+def test_global_score_is_the_detectors_residual_view_statistic() -> None:
+    from safegen_guard.detector.views import ResidualView, ScoringContext
+
+    ae = TinyAE()
+    x = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        recon = ae(x)
+        view_stat, _ = ResidualView("recon", "recon", 1.0)(ScoringContext(x, recon, recon))
+        score = GlobalAnomalyScore(ae, "topk", top_frac=0.01, sigma=1.0)(x)
+    torch.testing.assert_close(score, view_stat)
+    assert not torch.equal(score, GlobalAnomalyScore(ae, "topk", top_frac=0.1)(x).detach())
