@@ -77,6 +77,13 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         help="skip fitting the explainer (faster; the guard then cannot --explain)",
     )
     f.add_argument(
+        "--training-set",
+        default=None,
+        help="the generator's training images, indexed for the memorization check (name or "
+        "path; default: the train split of --data); its val split is the held-out null",
+    )
+    f.add_argument("--no-memorization", action="store_true", help="skip the memorization index")
+    f.add_argument(
         "--explainer-steps",
         type=int,
         default=None,
@@ -161,8 +168,18 @@ def _fit(args: argparse.Namespace) -> int:
             fit_explainer(guard, train, cal, seed=args.seed, steps=steps, progress=True)
         )
         explainer = f"fitted ({steps} steps)"
+    memorization = "none (--no-memorization)"
+    if not args.no_memorization:
+        from safegen_guard.memorization import MemorizationConfig
+
+        training_set = args.training_set or args.data
+        print(f"indexing the training set {training_set} (memorization check)", flush=True)
+        mcfg = MemorizationConfig.profile(args.profile, seed=args.seed)
+        guard.fit_memorization(training_set, config=mcfg)
+        memorization = f"{len(guard.memorization)} images of {training_set}"
     guard.save(args.out)
     provenance = {"data": str(args.data), "profile": args.profile, "explainer": explainer}
+    provenance["memorization_index"] = memorization
     atomic_write_json(Path(args.out) / "provenance.json", provenance)
     print(f"saved guard {guard.fingerprint} to {args.out} (explainer: {explainer})")
     return 0
@@ -251,6 +268,8 @@ def _score(args: argparse.Namespace) -> int:
         records = []
         for i, v in enumerate(verdicts):
             r = {**v.to_records()[0], "index": i, "path": str(path)}
+            if r.get("nearest_index") is not None and guard.memorization is not None:
+                r["nearest_training_file"] = guard.memorization.labels[r["nearest_index"]]
             if which == "all" or (which == "unsafe" and r["unsafe"]):
                 name = panels.name_for(path, i, len(verdicts))
                 panels.write(x[i], v, name)
@@ -265,6 +284,7 @@ def _score(args: argparse.Namespace) -> int:
         "unsafe": n_unsafe,
         "skipped_files": len(skipped),
         "unsafe_rate": n_unsafe / max(len(run_records), 1),
+        "memorized": [_copy_entry(r) for r in run_records if r.get("memorized")],
         "guard": guard.fingerprint,
         "skipped": skipped,
     }
@@ -275,8 +295,15 @@ def _score(args: argparse.Namespace) -> int:
         cal = calibration_scores(guard)
         index = write_report(out, run_records, summary, cal, threshold=guard.calibrator.alpha)
         print(f"report: {index}", file=sys.stderr)
-    print(json.dumps({k: v for k, v in summary.items() if k != "skipped"}))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("skipped", "memorized")}))
+    for c in summary["memorized"]:
+        print(f"copy: {c['path']}[{c['index']}] ~ {c['nearest_training_file']}", file=sys.stderr)
     return 0 if run_records else 2
+
+
+def _copy_entry(record: dict) -> dict:
+    keys = ("path", "index", "nearest_training_file", "copy_p_value")
+    return {k: record.get(k) for k in keys}
 
 
 def _evaluate(guard, x: torch.Tensor, batch_size: int, explain: bool) -> list:  # noqa: ANN001

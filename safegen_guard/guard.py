@@ -20,6 +20,8 @@ from safegen_guard.detector.autoencoder import AutoencoderConfig
 from safegen_guard.detector.detector import Detector
 from safegen_guard.detector.training import train_autoencoder
 from safegen_guard.errors import CheckpointError, NotFittedError
+from safegen_guard.memorization.index import MemorizationConfig, MemorizationIndex
+from safegen_guard.memorization.verdicts import add_copy_check
 from safegen_guard.validation import check_images
 from safegen_guard.verdict import Verdict
 
@@ -58,6 +60,7 @@ class Guard(nn.Module):
             n_bins=config.calibration_bins,
         )
         self.explainer: nn.Module | None = None
+        self.memorization: MemorizationIndex | None = None
         self._fingerprint = ""
         self.eval()
 
@@ -71,6 +74,44 @@ class Guard(nn.Module):
         self.explainer = explainer
         self._fingerprint = ""
         return self
+
+    def attach_memorization(self, index: MemorizationIndex | None) -> Guard:
+        """Attach a training-set index (:mod:`safegen_guard.memorization`); saved with the guard.
+
+        Verdicts then report ``memorized``, ``copy_p_value`` and ``nearest_index``; a copy is
+        ``unsafe`` unless the index has ``mark_unsafe=False``. The index holds the training
+        images: handle the saved guard like the training data.
+        """
+        if index is not None and index.size != self.config.image_size:
+            raise ValueError(
+                f"the index holds {index.size} px images, the guard scores "
+                f"{self.config.image_size} px images"
+            )
+        self.memorization = index
+        self._fingerprint = ""
+        return self
+
+    def fit_memorization(
+        self,
+        training: SliceDataset | torch.Tensor | str | Path,
+        heldout: SliceDataset | torch.Tensor | str | Path | None = None,
+        config: MemorizationConfig | None = None,
+    ) -> Guard:
+        """Index the generator's training images and attach the index.
+
+        See :meth:`MemorizationIndex.fit`: a name or path indexes its ``train`` split and takes
+        its ``val`` split as the held-out null; tensors need ``heldout`` (real images the
+        generator did not train on).
+        """
+        index = MemorizationIndex.fit(
+            training,
+            heldout,
+            size=self.config.image_size,
+            config=config or MemorizationConfig(seed=self.config.seed),
+            accelerator=self.config.accelerator,
+            progress=self.config.progress,
+        )
+        return self.attach_memorization(index)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -178,6 +219,8 @@ class Guard(nn.Module):
         with torch.inference_mode(False), torch.no_grad():
             stats, maps, fg = self._score_chunks(clean.clone(), batch_size)
         verdict = self._verdict(stats, maps, foreground_fraction(fg), finite)
+        if self.memorization is not None:
+            verdict = add_copy_check(self.memorization, clean, verdict, finite)
         if explain:
             verdict = self._explain(clean, verdict, explain)
         return verdict
@@ -256,6 +299,8 @@ class Guard(nn.Module):
                 "class": f"{cls_.__module__}.{cls_.__qualname__}",
                 "config": self.explainer.config_dict(),
             }
+        if self.memorization is not None:
+            meta["memorization"] = self.memorization.config_dict()
         checkpoint.write_checkpoint(directory, dict(self.state_dict()), meta)
         return Path(directory)
 
@@ -272,6 +317,8 @@ class Guard(nn.Module):
             guard = cls(config, data_fingerprint=meta.get("data_fingerprint", ""))
             if "explainer" in meta:
                 guard.attach_explainer(_build_explainer(meta["explainer"]))
+            if "memorization" in meta:
+                guard.attach_memorization(MemorizationIndex.from_config(meta["memorization"]))
             guard.load_state_dict(tensors, strict=True)
         except (KeyError, ValueError, TypeError, RuntimeError) as err:
             msg = f"{directory} does not match this SAFEGEN version: {err}"

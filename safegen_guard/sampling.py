@@ -100,7 +100,8 @@ class SamplingPolicy:
         guard: a fitted :class:`~safegen_guard.Guard`, or any object with
             ``evaluate(x, explain=...) -> Verdict`` (and ``fingerprint`` for the audit log;
             ``config.image_size`` / ``config.channels``, when present, are checked).
-        policy: ``"flag"`` returns every image with its verdict; ``"resample"`` replaces
+        policy: ``"flag"`` returns every image with its verdict (except copies of training
+            images, which no policy returns: see ``Verdict.memorized``); ``"resample"`` replaces
             rejected images by new samples until the requested number are safe or
             ``max_rounds`` rounds ran; ``"drop"`` samples once and returns the safe ones.
         max_rounds: sampling rounds allowed by ``"resample"`` (the first included).
@@ -174,14 +175,14 @@ class SamplingPolicy:
         x, verdict = self._sample_round(sample_fn, None, 0)
         num_requested, rounds, attempts = len(verdict), 1, len(verdict)
         first = torch.zeros(len(verdict), dtype=torch.long)
-        keep = torch.ones_like(verdict.unsafe) if self.policy == "flag" else verdict.safe
+        keep = self._returnable(verdict)
         kept, rejected = _Pool(), _Pool()
         kept.add(x[keep], verdict.select(keep), first[keep])
         rejected.add(x[~keep], verdict.select(~keep), first[~keep])
         # 2. Resample: draw only as many as are still missing, until done or out of budget.
         while self.policy == "resample" and len(kept) < num_requested and rounds < self.max_rounds:
             x, verdict = self._sample_round(sample_fn, num_requested - len(kept), rounds)
-            attempts, safe = attempts + len(verdict), verdict.safe
+            attempts, safe = attempts + len(verdict), self._returnable(verdict)
             idx = safe.nonzero().flatten()[: num_requested - len(kept)]
             r = torch.full((len(verdict),), rounds, dtype=torch.long)
             kept.add(x[idx], verdict.select(idx), r[idx])
@@ -210,6 +211,15 @@ class SamplingPolicy:
             budget_exhausted=exhausted,
         )
 
+    def _returnable(self, verdict: Verdict) -> torch.Tensor:
+        """``[B]`` bool, the images this policy may return.
+
+        Never a memorized one (a copy of a training image), whatever the policy and the
+        index's ``mark_unsafe``.
+        """
+        ok = torch.ones_like(verdict.unsafe) if self.policy == "flag" else verdict.safe
+        return ok & ~verdict.memorized
+
     def _sample_round(
         self, sample_fn: SampleFn, n: int | None, round_idx: int
     ) -> tuple[torch.Tensor, Verdict]:
@@ -218,7 +228,7 @@ class SamplingPolicy:
         self._check_image_shape(x)
         verdict = self.guard.evaluate(x, explain=self.explain)
         if self.audit is not None:
-            kept = verdict.safe if self.policy != "flag" else torch.ones(len(x), dtype=torch.bool)
+            kept = self._returnable(verdict)
             extra = [{"attempt": round_idx, "policy": self.policy, "kept": bool(k)} for k in kept]
             self.audit.write(verdict, x, step=round_idx, source=self.source, extra=extra)
         return x, verdict

@@ -10,6 +10,11 @@ import torch
 __all__ = ["Verdict"]
 
 _MAP_FIELDS = ("anomaly_map", "mask", "gradcam", "shap", "heatmap")
+_COPY_DEFAULTS = (  # memorization fields and their "not checked" values
+    ("memorized", False, torch.bool),
+    ("copy_p_value", float("nan"), torch.float64),
+    ("nearest_index", -1, torch.long),
+)
 
 
 @dataclass
@@ -25,8 +30,8 @@ class Verdict:
             false-reject rate on real images; always ``True`` for non-finite images.
         anomaly_map: ``[B, 1, H, W]`` float in ``[0, 1]``, pixel anomaly evidence (0 = normal).
         mask: ``[B, 1, H, W]`` bool, pixels judged anomalous (map above the calibrated ``tau``).
-        reasons: ``B`` tuples of reason names (views that fired, ``"non_finite"``); empty for
-            safe images.
+        reasons: ``B`` tuples of reason names (views that fired, ``"non_finite"``,
+            ``"memorized"``); empty for safe images.
         view_scores: per view, ``[B]`` raw statistic of that view.
         view_p_values: per view, ``[B]`` calibrated p-value of that view.
         threshold: p-value threshold ``alpha`` used for ``unsafe``.
@@ -34,6 +39,11 @@ class Verdict:
         gradcam: optional ``[B, 1, H, W]`` Grad-CAM map in ``[0, 1]``.
         shap: optional ``[B, 1, H, W]`` absolute SHAP map in ``[0, 1]``.
         heatmap: optional ``[B, 1, H, W]`` combined heatmap in ``[0, 1]``.
+        memorized: ``[B]`` bool, the image copies a training image (see
+            :mod:`safegen_guard.memorization`); all ``False`` when the guard has no index.
+        copy_p_value: ``[B]`` float, share of real held-out images at least as close to the
+            training set; ``NaN`` when not checked (no index, non-finite image).
+        nearest_index: ``[B]`` long, the most similar training image; ``-1`` when not checked.
     """
 
     score: torch.Tensor
@@ -49,10 +59,16 @@ class Verdict:
     gradcam: torch.Tensor | None = None
     shap: torch.Tensor | None = None
     heatmap: torch.Tensor | None = None
+    memorized: torch.Tensor | None = None
+    copy_p_value: torch.Tensor | None = None
+    nearest_index: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         b = int(self.score.shape[0]) if self.score.ndim == 1 else -1
-        for name in ("p_value", "unsafe"):
+        for name, fill, dtype in _COPY_DEFAULTS:
+            if getattr(self, name) is None:
+                setattr(self, name, torch.full((max(b, 0),), fill, dtype=dtype))
+        for name in ("p_value", "unsafe", *(c[0] for c in _COPY_DEFAULTS)):
             t = getattr(self, name)
             if t.shape != (b,):
                 raise ValueError(f"`{name}` must have shape ({b},), got {tuple(t.shape)}")
@@ -147,6 +163,9 @@ class Verdict:
                     "view_scores": {k: _finite_or_str(v[i]) for k, v in self.view_scores.items()},
                     "view_p_values": {k: float(v[i]) for k, v in self.view_p_values.items()},
                     "guard_fingerprint": self.guard_fingerprint,
+                    "memorized": bool(self.memorized[i]),
+                    "copy_p_value": _float_or_none(self.copy_p_value[i]),
+                    "nearest_index": _int_or_none(self.nearest_index[i]),
                     "maps": [n for n in _MAP_FIELDS if getattr(self, n) is not None],
                 }
             )
@@ -156,3 +175,13 @@ class Verdict:
 def _finite_or_str(t: torch.Tensor) -> float | str:
     v = float(t)
     return v if v == v and abs(v) != float("inf") else str(v)
+
+
+def _float_or_none(t: torch.Tensor) -> float | None:
+    v = float(t)
+    return None if v != v else v
+
+
+def _int_or_none(t: torch.Tensor) -> int | None:
+    v = int(t)
+    return None if v < 0 else v

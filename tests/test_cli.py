@@ -235,4 +235,34 @@ def test_fit_command(tmp_path, capsys):
     guard = Guard.load(out)
     assert guard.config.image_size == 32 and guard.config.max_steps == 5
     assert guard.explainer is not None  # fitted by default
+    assert guard.memorization is not None and len(guard.memorization) == 51  # mni152 train
+    assert guard.memorization.labels[0].startswith("mni152/train/slice")
     assert f"saved guard {guard.fingerprint}" in capsys.readouterr().out
+
+
+def test_score_reports_copies_with_their_training_file(guard_dir, tiny_real, tmp_path, capsys):
+    from safegen_guard.memorization import MemorizationConfig
+
+    train = tiny_real["train"][::2]  # one draw per slice
+    guard = Guard.load(guard_dir).fit_memorization(
+        train, tiny_real["val"], MemorizationConfig.profile("tiny", alpha=0.05)
+    )
+    guard.memorization.labels = [f"scan{i:02d}.nii.gz" for i in range(len(train))]
+    guard.save(tmp_path / "g")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    np.save(folder / "copy.npy", train[7:8].numpy())
+    np.save(folder / "new.npy", tiny_real["test"][:1].numpy())
+    out = tmp_path / "o"
+    assert main(["score", str(folder), "--guard", str(tmp_path / "g"), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    records = {
+        json.loads(line)["path"].rsplit("/", 1)[-1]: json.loads(line)
+        for line in (out / "verdicts.jsonl").read_text().splitlines()
+    }
+    assert records["copy.npy"]["memorized"] and records["copy.npy"]["unsafe"]
+    assert records["copy.npy"]["nearest_training_file"] == "scan07.nii.gz"
+    assert not records["new.npy"]["memorized"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [c["nearest_training_file"] for c in summary["memorized"]] == ["scan07.nii.gz"]
+    assert "copy.npy[0] ~ scan07.nii.gz" in err

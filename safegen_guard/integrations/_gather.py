@@ -47,11 +47,11 @@ def gather_verdicts(
     return rows["images"], _unpack_verdict(guard, rows), ranks, total_errors
 
 
-_ROW_KEYS = ("images", "amap", "mask", "score", "p_value", "unsafe", "reasons", "vs", "vp")
+_ROW_KEYS = ("images", "amap", "mask", "score", "p_value", "unsafe", "reasons", "vs", "vp", "copy")
 
 
 def _vocabulary(guard: Guard) -> list[str]:
-    return ["non_finite", *guard.detector.view_names, "other"]
+    return ["non_finite", "memorized", *guard.detector.view_names, "other"]
 
 
 def _pack(
@@ -71,6 +71,7 @@ def _pack(
         "reasons": z(capacity, len(vocab)),
         "vs": z(capacity, len(views)),
         "vp": z(capacity, len(views)),
+        "copy": z(capacity, 3, dtype=torch.float64),  # memorized, copy_p_value, nearest_index
         "count": torch.tensor([n], dtype=torch.float32),
         "errors": torch.tensor([errors], dtype=torch.float32),
     }
@@ -82,6 +83,14 @@ def _pack(
         for i, reasons in enumerate(verdict.reasons):
             for r in reasons:
                 p["reasons"][i, vocab.index(r) if r in vocab else len(vocab) - 1] = 1.0
+        p["copy"][:n] = torch.stack(
+            [
+                verdict.memorized.double(),
+                verdict.copy_p_value.double(),
+                verdict.nearest_index.double(),
+            ],
+            dim=1,
+        )
         for j, name in enumerate(views):
             if name in verdict.view_scores:
                 p["vs"][:n, j] = verdict.view_scores[name]
@@ -103,4 +112,7 @@ def _unpack_verdict(guard: Guard, rows: dict[str, torch.Tensor]) -> Verdict:
         view_p_values={n: rows["vp"][:, j] for j, n in enumerate(views)},
         threshold=guard.calibrator.alpha,
         guard_fingerprint=guard.fingerprint,
+        memorized=rows["copy"][:, 0] > 0.5,
+        copy_p_value=rows["copy"][:, 1],
+        nearest_index=rows["copy"][:, 2].long(),
     )

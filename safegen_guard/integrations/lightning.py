@@ -18,6 +18,7 @@ from safegen_guard.guard import Guard
 from safegen_guard.integrations._gather import gather_verdicts
 from safegen_guard.integrations.audit import AuditLog, Quarantine
 from safegen_guard.integrations.loggers import log_verdict_images
+from safegen_guard.memorization.quarantine import store_nearest
 from safegen_guard.validation import (
     check_choice,
     check_images,
@@ -41,7 +42,9 @@ class SafeGenCallback(Callback):
     metrics through ``pl_module.log``: ``unsafe_rate``, ``score_mean``, ``score_p95`` (over
     finite images), ``reason/<name>`` counts and ``errors``. Rank zero logs an overlay grid of
     the ``num_images`` worst samples to every attached image-capable logger, stores unsafe
-    samples in ``quarantine_dir`` and appends every verdict to the JSONL audit log.
+    samples in ``quarantine_dir`` and appends every verdict to the JSONL audit log. With a
+    memorization index on the guard it also logs ``memorized_rate`` and stores each copy
+    with its nearest training image beside it (``<name>_nearest_training.png``).
 
     Schedule: a check runs every ``every_n_steps`` training batches (batches, not
     ``global_step``) and/or at the end of validation in every ``every_n_epochs``-th epoch
@@ -351,11 +354,13 @@ class SafeGenCallback(Callback):
     ) -> None:
         paths: dict[int, str] = {}
         if self.quarantine is not None:
-            unsafe = verdict.unsafe.nonzero().flatten().tolist()
+            unsafe = (verdict.unsafe | verdict.memorized).nonzero().flatten().tolist()
             stored = self.quarantine.store(
                 images, verdict, unsafe, f"step{step:08d}_check{index:05d}"
             )
             paths = {i: str(p) for i, p in zip(unsafe, stored)}
+            if self.guard.memorization is not None:  # each copy beside its training image
+                store_nearest(self.guard.memorization, verdict.select(unsafe), stored)
         if self.audit is not None:
             extra = [
                 {"check": index, "stage": stage, "quarantine_path": paths.get(i)}
@@ -391,7 +396,8 @@ def summarise(verdict: Verdict, view_names: list[str]) -> dict[str, float]:
         view_names: the guard's view names (reason keys always present, 0 when unused).
 
     Returns:
-        ``{"unsafe_rate", "score_mean", "score_p95", "num_samples", "reason/<name>"...}``;
+        ``{"unsafe_rate", "score_mean", "score_p95", "num_samples", "memorized_rate",
+        "reason/<name>"...}`` (``memorized_rate`` is 0 for a guard without an index);
         score statistics are NaN when no image is finite.
     """
     finite = verdict.score[torch.isfinite(verdict.score)]
@@ -402,7 +408,8 @@ def summarise(verdict: Verdict, view_names: list[str]) -> dict[str, float]:
         "score_p95": float(torch.quantile(finite, 0.95)) if finite.numel() else nan,
         "num_samples": float(len(verdict)),
     }
-    for name in ("non_finite", *view_names):
+    out["memorized_rate"] = float(verdict.memorized.float().mean())
+    for name in ("non_finite", "memorized", *view_names):
         out[f"reason/{name}"] = float(sum(name in r for r in verdict.reasons))
     return out
 

@@ -37,7 +37,12 @@ from safegen_guard.memorization.encoder import CopyEncoder, EncoderConfig, train
 from safegen_guard.memorization.knn import IVF_THRESHOLD, build_knn, search_knn
 from safegen_guard.memorization.perturb import CopyPerturbation
 from safegen_guard.memorization.sources import TrainingSet, resolve_images
-from safegen_guard.validation import check_images, check_positive_int, check_probability
+from safegen_guard.validation import (
+    check_choice,
+    check_images,
+    check_positive_int,
+    check_probability,
+)
 
 __all__ = ["MemorizationConfig", "MemorizationIndex", "CopyCheck"]
 
@@ -85,6 +90,21 @@ class MemorizationConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON-able)."""
         return asdict(self)
+
+    @classmethod
+    def profile(cls, name: str, **overrides: Any) -> MemorizationConfig:
+        """Presets named like the guard's profiles.
+
+        ``tiny`` (tests: a 10-step encoder), ``quick`` (defaults, 200 encoder steps) and
+        ``full`` (1000 encoder steps).
+        """
+        check_choice(name, "profile", ("tiny", "quick", "full"))
+        encoder = {
+            "tiny": EncoderConfig(channels=4, dim=16, steps=10, batch_size=16),
+            "quick": EncoderConfig(),
+            "full": EncoderConfig(steps=1000),
+        }[name]
+        return replace(cls(encoder=encoder), **overrides)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MemorizationConfig:
