@@ -24,9 +24,9 @@ def copy_guard(tiny_guard, tiny_real, tmp_path_factory):
 
 
 def _copies_then_noise(train):
-    def sample(*args):
-        n = args[1] if len(args) > 1 else args[0]
-        g = args[-1] if isinstance(args[-1], torch.Generator) else torch.Generator()
+    def sample(*args):  # (pl_module, n, generator) or (n, generator)
+        n = next(a for a in args if isinstance(a, int))
+        g = args[-1]
         x = torch.rand(n, 1, 32, 32, generator=g)
         x[: n // 2] = train[: n // 2]
         return x
