@@ -7,18 +7,30 @@ The rule, in full (no anomalous image is ever needed):
    Slice position is unknown for a generated image, but the share of the frame covered by
    the head/body is not: images are put in ``n_bins`` bins by foreground fraction (bin edges
    = quantiles of the real calibration images), and steps 1-3 run within each bin.
-1. **Standardise each view.** On real reference images (calibration half A) each view ``v``
-   gets a robust centre ``m_v`` (median) and scale ``s_v`` (1.4826 x MAD):
-   ``z_v(x) = (stat_v(x) - m_v) / s_v``.
-2. **Fuse.** The image statistic is ``T(x) = max_v z_v(x)``: an image is as suspicious as its
-   most suspicious view.
+1. **Put every view on one scale: tail significance.** On real reference images (calibration
+   half A, ``n_A`` per bin) each view's statistic becomes ``s_v(x) = -log10 S_v(x)``, with
+   ``S_v`` the share of reference images scoring at least ``stat_v(x)`` (the empirical
+   survival function, linearly interpolated between reference values, continued beyond the
+   largest one by the exponential tail fitted to the top decile; see
+   :func:`tail_significance`). Unlike a z-score this needs no assumption on the shape of a
+   view's distribution: heavy-tailed learned views and bounded hand-made ones speak the same
+   language ("how rare among real scans").
+2. **Fuse.** The image statistic is ``T(x) = max_v s_v(x)``: an image is as suspicious as its
+   rarest view.
 3. **Calibrate.** On the other real half (B, ``n`` images) the split-conformal p-value is
    ``p(x) = (1 + #{i : T_i >= T(x)}) / (n + 1)``, the share of real calibration images scoring
    at least as high. ``unsafe = p <= alpha`` with ``alpha`` the requested false-reject rate;
    for exchangeable real images ``P(unsafe) = floor(alpha (n + 1)) / (n + 1) <= alpha``
    (``n`` counts the calibration images of the test image's bin).
    Equivalently ``unsafe = T > t*`` with ``t*`` the ``(floor(alpha (n+1)))``-th largest
-   ``T_i``; the views with ``z_v > t*`` are the verdict's reasons.
+   ``T_i``; the views with ``s_v > t*`` are the verdict's reasons.
+3b. **Severity.** The conformal p-value is a step function with a floor of ``1 / (n + 1)``:
+   every clearly rejected image would get the same value. The verdict's ``score`` is
+   therefore ``-log10`` of the same tail computed continuously
+   (:func:`tail_significance` of ``T`` against half B): equal to ``-log10 p`` up to the
+   interpolation between calibration values, strictly increasing in ``T``, and beyond the
+   largest calibration value it keeps growing with ``T`` (exponential tail), so rejects are
+   ranked by how far they lie outside everything real. The decision uses only ``p``.
 4. **Pixels.** Each view's map is divided by its 99th percentile on real foreground pixels;
    the combined map is the pixel-wise maximum; ``tau`` is its ``1 - pixel_fpr`` quantile on
    real foreground pixels. The reported map is ``a = c / (c + tau)`` in ``[0, 1)``, so the
@@ -39,7 +51,7 @@ __all__ = [
     "foreground_fraction",
     "conformal_p_values",
     "conformal_threshold",
-    "robust_center_scale",
+    "tail_significance",
     "Calibrator",
 ]
 
@@ -109,19 +121,57 @@ def conformal_threshold(reference: torch.Tensor, alpha: float) -> float:
     return float(reference.sort(descending=True).values[k - 1])
 
 
-def robust_center_scale(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Median and 1.4826 x MAD along dim 0 (scale floored at 1e-6 of the median's size).
+def tail_significance(
+    reference: torch.Tensor, values: torch.Tensor, tail: float = 0.1
+) -> torch.Tensor:
+    """``-log10`` of a continuous survival function of ``reference`` evaluated at ``values``.
+
+    Within the reference range the survival ``S(x)`` is the conformal share
+    ``(1 + #{r >= x}) / (n + 1)`` linearly interpolated between consecutive sorted reference
+    values (so it is continuous and strictly decreasing there). Beyond the largest reference
+    value ``r_max`` it continues as the exponential tail fitted to the top ``tail`` share
+    (at least 3 values): ``S(x) = S(r_max) * exp(-(x - r_max) / theta)`` with ``theta`` the
+    mean excess of those values over the largest value below them. Below the smallest
+    reference value ``S = 1``.
 
     Args:
-        values: ``[n, V]`` statistics.
+        reference: ``[n]`` real statistics (``n >= 1``).
+        values: ``[B]`` statistics to rank.
+        tail: Share of the reference used for the tail fit.
 
     Returns:
-        ``([V], [V])`` centre and scale.
+        ``[B]`` float64 ``-log10 S(values)`` in ``[0, inf)``, non-decreasing in ``values``.
+
+    Example:
+        >>> tail_significance(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 3.0]))
+        tensor([0.0000, 0.3010], dtype=torch.float64)
     """
-    center = values.median(0).values
-    mad = (values - center).abs().median(0).values * 1.4826
-    floor = 1e-6 * center.abs().clamp_min(1.0)
-    return center, torch.maximum(mad, floor)
+    if reference.ndim != 1 or reference.numel() == 0:
+        shape = tuple(reference.shape)
+        raise ValueError(f"`reference` must be a non-empty 1-D tensor, got shape {shape}")
+    r = reference.double().sort().values
+    v = values.double()
+    n = r.numel()
+    # survival at the i-th smallest value (0-based): (1 + n - i) / (n + 1), 1 below the minimum
+    surv = (1.0 + n - torch.arange(n, dtype=torch.float64)) / (n + 1.0)
+    knots_x = torch.cat([r[:1], r])  # S = 1 just at/below the smallest value
+    knots_s = torch.cat([torch.ones(1, dtype=torch.float64), surv])
+    idx = torch.searchsorted(knots_x, v, right=True).clamp(1, n)  # interval [idx-1, idx]
+    x0, x1 = knots_x[idx - 1], knots_x[idx]
+    s0, s1 = knots_s[idx - 1], knots_s[idx]
+    frac = ((v - x0) / (x1 - x0).clamp_min(1e-300)).clamp(0.0, 1.0)
+    inside = s0 + frac * (s1 - s0)
+    k = min(n - 1, max(3, math.ceil(tail * n)))
+    if k >= 1:
+        base = r[n - 1 - k]
+        theta = float((r[n - k :] - base).mean())
+    else:
+        theta = 0.0
+    theta = max(theta, 1e-6 * max(abs(float(r[-1])), 1.0))
+    beyond = surv[-1] * torch.exp(-(v - r[-1]) / theta)
+    s = torch.where(v > r[-1], beyond, inside)
+    s = torch.where(v < r[0], torch.ones_like(s), s)
+    return -torch.log10(s.clamp_min(1e-300)) + 0.0  # + 0.0: no negative zero
 
 
 def _quantile(values: torch.Tensor, q: float, generator: torch.Generator) -> float:
@@ -153,8 +203,8 @@ class Calibrator(nn.Module):
             raise ValueError(f"`n_bins` must be a positive int, got {n_bins!r}")
         v = len(view_names)
         self.register_buffer("bin_edges", torch.zeros(n_bins - 1))
-        self.register_buffer("center", torch.zeros(n_bins, v))
-        self.register_buffer("scale", torch.ones(n_bins, v))
+        self.register_buffer("ref_stats", torch.zeros(0, v))
+        self.register_buffer("ref_bin", torch.zeros(0, dtype=torch.long))
         self.register_buffer("cal_fused", torch.zeros(0))
         self.register_buffer("cal_bin", torch.zeros(0, dtype=torch.long))
         self.register_buffer("cal_z", torch.zeros(0, v))
@@ -164,7 +214,8 @@ class Calibrator(nn.Module):
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         # Calibration buffers are sized by the calibration data: take the saved shapes.
-        for name in ("bin_edges", "center", "scale", "cal_fused", "cal_bin", "cal_z", "map_scale"):
+        names = ("bin_edges", "ref_stats", "ref_bin", "cal_fused", "cal_bin", "cal_z", "map_scale")
+        for name in names:
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -172,15 +223,26 @@ class Calibrator(nn.Module):
     @property
     def n_bins(self) -> int:
         """Number of Mondrian bins."""
-        return int(self.center.shape[0])
+        return len(self.bin_edges) + 1
 
     def assign_bins(self, condition: torch.Tensor) -> torch.Tensor:
         """``[B]`` conditioning values (foreground fraction) -> ``[B]`` bin indices."""
         return torch.bucketize(condition.float(), self.bin_edges)
 
     def standardise(self, stats: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-        """``[B, V]`` raw statistics -> ``[B, V]`` robust z-scores of each image's bin."""
-        return (stats - self.center[bins]) / self.scale[bins]
+        """``[B, V]`` raw statistics -> ``[B, V]`` tail significance in each image's bin.
+
+        ``s_v = -log10 S_v(stat_v)`` against the reference (half A) images of the same bin
+        (:func:`tail_significance`).
+        """
+        out = torch.zeros(stats.shape, dtype=torch.float32)
+        for b in range(self.n_bins):
+            sel, ref = bins == b, self.ref_bin == b
+            if bool(sel.any()):
+                for v in range(stats.shape[1]):
+                    sig = tail_significance(self.ref_stats[ref, v], stats[sel, v])
+                    out[sel, v] = sig.float()
+        return out
 
     def fit_images(
         self,
@@ -192,7 +254,7 @@ class Calibrator(nn.Module):
         """Fit on two halves of real calibration images.
 
         Args:
-            stats_a: ``[nA, V]`` statistics of half A (standardisation).
+            stats_a: ``[nA, V]`` statistics of half A (each view's reference tail).
             stats_b: ``[nB, V]`` statistics of half B (conformal reference).
             cond_a: ``[nA]`` conditioning values (foreground fraction) of half A.
             cond_b: ``[nB]`` conditioning values of half B.
@@ -205,11 +267,8 @@ class Calibrator(nn.Module):
         """
         self.bin_edges = self._feasible_edges(cond_a, cond_b)
         k = len(self.bin_edges) + 1
-        bins_a, bins_b = self.assign_bins(cond_a), self.assign_bins(cond_b)
-        center, scale = torch.zeros(k, stats_a.shape[1]), torch.ones(k, stats_a.shape[1])
-        for b in range(k):
-            center[b], scale[b] = robust_center_scale(stats_a[bins_a == b].float())
-        self.center, self.scale = center, scale
+        self.ref_stats, self.ref_bin = stats_a.float().clone(), self.assign_bins(cond_a)
+        bins_b = self.assign_bins(cond_b)
         self.cal_bin = bins_b
         self.cal_z = self.standardise(stats_b.float(), bins_b)
         self.cal_fused = self.cal_z.max(1).values
@@ -226,7 +285,7 @@ class Calibrator(nn.Module):
         """Bin edges of the largest bin count ``<= n_bins`` whose bins hold enough images.
 
         Each bin needs ``ceil(1/alpha) - 1`` images of half B (so a rejection is possible)
-        and 5 of half A (for a stable median/MAD). Tied foreground fractions can merge
+        and as many of half A (each view's reference tail). Tied foreground fractions can merge
         quantile edges; those bins are merged too.
         """
         need_b = math.ceil(1 / self.alpha) - 1
@@ -236,7 +295,7 @@ class Calibrator(nn.Module):
                 continue
             counts_a = torch.bincount(torch.bucketize(cond_a.float(), edges), minlength=k)
             counts_b = torch.bincount(torch.bucketize(cond_b.float(), edges), minlength=k)
-            if int(counts_a.min()) >= 5 and int(counts_b.min()) >= need_b:
+            if int(counts_a.min()) >= need_b and int(counts_b.min()) >= need_b:
                 return edges
         return torch.zeros(0)
 
@@ -278,20 +337,23 @@ class Calibrator(nn.Module):
             condition: ``[B]`` conditioning values (foreground fraction).
 
         Returns:
-            dict with ``z`` ``[B, V]``, ``fused`` ``[B]``, ``p_value`` ``[B]`` (float64),
-            ``unsafe`` ``[B]`` bool, ``fired`` ``[B, V]`` bool, ``view_p`` ``[B, V]`` and
-            ``bin`` ``[B]``.
+            dict with ``z`` ``[B, V]`` (per-view tail significance), ``fused`` ``[B]``,
+            ``p_value`` ``[B]`` (float64), ``severity`` ``[B]`` (float64, step 3b of the
+            module docstring), ``unsafe`` ``[B]`` bool, ``fired`` ``[B, V]`` bool, ``view_p``
+            ``[B, V]`` and ``bin`` ``[B]``.
         """
         self._require_fitted()
         bins = self.assign_bins(condition)
         z = self.standardise(stats.float(), bins)
         fused = z.max(1).values
         p = torch.ones(len(fused), dtype=torch.float64)
+        severity = torch.zeros(len(fused), dtype=torch.float64)
         view_p = torch.ones(z.shape, dtype=torch.float64)
         for b in range(self.n_bins):
             sel, ref = bins == b, self.cal_bin == b
             if bool(sel.any()):
                 p[sel] = conformal_p_values(self.cal_fused[ref], fused[sel])
+                severity[sel] = tail_significance(self.cal_fused[ref], fused[sel])
                 for v in range(z.shape[1]):
                     view_p[sel, v] = conformal_p_values(self.cal_z[ref, v], z[sel, v])
         t = self.thresholds()[bins]
@@ -299,6 +361,7 @@ class Calibrator(nn.Module):
             "z": z,
             "fused": fused,
             "p_value": p,
+            "severity": severity,
             "unsafe": fused > t,
             "fired": z > t[:, None],
             "view_p": view_p,

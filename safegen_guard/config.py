@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from safegen_guard.detector.views import VIEW_NAMES
+from safegen_guard.detector.registry import default_views, list_views, view_spec
 from safegen_guard.validation import check_choice, check_positive_int, check_probability
 
 __all__ = ["GuardConfig", "PROFILES"]
@@ -31,7 +31,11 @@ class GuardConfig:
         learning_rate: Adam learning rate.
         coarse_noise_std: Std of the coarse denoising noise added to training inputs.
         coarse_noise_res: Resolution of that noise before bilinear up-sampling.
-        views: Detector views to use (see :mod:`safegen_guard.detector.views`).
+        views: Registered detector views to use (default: the registry's defaults, chosen
+            by the leave-one-family-out protocol; see :mod:`safegen_guard.detector.registry`).
+        realism_steps: Optimiser steps of the realism network's self-supervised training
+            (only when a view needs it; see :mod:`safegen_guard.detector.realism`).
+        realism_learning_rate: Its Adam learning rate.
         false_reject_rate: Requested share of real images rejected (image level).
         pixel_fpr: Requested share of real foreground pixels in the mask.
         calibration_bins: Mondrian bins by foreground fraction (see ``calibration``).
@@ -55,7 +59,9 @@ class GuardConfig:
     learning_rate: float = 1e-3
     coarse_noise_std: float = 0.2
     coarse_noise_res: int = 16
-    views: tuple[str, ...] = field(default=VIEW_NAMES)
+    views: tuple[str, ...] = field(default_factory=default_views)
+    realism_steps: int = 1000
+    realism_learning_rate: float = 2e-3
     false_reject_rate: float = 0.05
     pixel_fpr: float = 0.005
     calibration_bins: int = 3
@@ -80,6 +86,7 @@ class GuardConfig:
             "train_variants",
             "calibration_variants",
             "score_batch_size",
+            "realism_steps",
         ):
             check_positive_int(getattr(self, name), name)
         check_probability(self.false_reject_rate, "false_reject_rate")
@@ -87,8 +94,22 @@ class GuardConfig:
         if not self.views:
             raise ValueError("`views` must name at least one view, got an empty tuple")
         for v in self.views:
-            check_choice(v, "views", VIEW_NAMES)
+            check_choice(v, "views", list_views())
         object.__setattr__(self, "views", tuple(self.views))
+        if self.needs_realism and self.image_size % 16:
+            raise ValueError(
+                f"views {[v for v in self.views if view_spec(v).needs_realism]} need an "
+                f"image_size divisible by 16, got {self.image_size}"
+            )
+        if not self.realism_learning_rate > 0:
+            raise ValueError(
+                f"`realism_learning_rate` must be > 0, got {self.realism_learning_rate!r}"
+            )
+
+    @property
+    def needs_realism(self) -> bool:
+        """Whether a configured view reads the realism network (which ``fit`` then trains)."""
+        return any(view_spec(v).needs_realism for v in self.views)
 
     @classmethod
     def profile(cls, name: str, **overrides: Any) -> GuardConfig:
@@ -105,6 +126,7 @@ class GuardConfig:
                 train_variants=2,
                 calibration_variants=8,
                 calibration_bins=1,
+                realism_steps=20,
                 progress=False,
             ),
             "quick": {},
@@ -118,6 +140,8 @@ class GuardConfig:
                 train_variants=16,
                 calibration_variants=32,
                 score_batch_size=128,
+                realism_steps=10000,
+                realism_learning_rate=1e-3,
             ),
         }
         return replace(cls(**presets[name]), **overrides)

@@ -18,6 +18,7 @@ from safegen_guard.config import GuardConfig
 from safegen_guard.data.dataset import SliceDataset
 from safegen_guard.detector.autoencoder import AutoencoderConfig
 from safegen_guard.detector.detector import Detector
+from safegen_guard.detector.realism import train_realism_net
 from safegen_guard.detector.training import train_autoencoder
 from safegen_guard.errors import CheckpointError, NotFittedError
 from safegen_guard.memorization.index import MemorizationConfig, MemorizationIndex
@@ -153,20 +154,36 @@ class Guard(nn.Module):
             accelerator=config.accelerator,
             progress=config.progress,
         )
-        guard.calibrate(cal)
+        if guard.detector.realism is not None:
+            log.info("training the realism network on %d real images", len(train))
+            train_realism_net(
+                guard.detector.realism,
+                train,
+                steps=config.realism_steps,
+                batch_size=config.batch_size,
+                learning_rate=config.realism_learning_rate,
+                seed=config.seed + 1,
+                accelerator=config.accelerator,
+                progress=config.progress,
+            )
+        guard.calibrate(cal, training=train)
         return guard
 
     @torch.no_grad()
-    def calibrate(self, calibration: torch.Tensor) -> Guard:
+    def calibrate(self, calibration: torch.Tensor, training: torch.Tensor | None = None) -> Guard:
         """Calibrate on real held-out images (never the training images).
 
         ``calibration`` is split deterministically in two halves (even/odd positions). Half A
-        fits the views' reference statistics and standardises them; half B, untouched until
-        then, sets the conformal p-values and the pixel threshold. The autoencoder's residuals
-        are smaller on its own training images, so references fitted there would be biased.
+        fits the views' reference statistics and each view's reference tail; half B,
+        untouched until then, sets the conformal p-values and the pixel threshold. The
+        autoencoder's residuals are smaller on its own training images, so references fitted
+        there would be biased. Views that keep a memory bank of real patches
+        (``View.fit_on_training``) fit it on ``training``: the bank only has to cover real
+        anatomy, and calibration (half A and B) sees its bias on held-out images.
 
         Args:
             calibration: ``[M, C, S, S]`` real images in ``[0, 1]``, not used for training.
+            training: ``[N, C, S, S]`` real training images for memory banks (default: half A).
         """
         self.eval()
         check_images(
@@ -176,7 +193,7 @@ class Guard(nn.Module):
             size=self.config.image_size,
         )
         half_a, half_b = calibration[0::2], calibration[1::2]
-        self.detector.fit_views(half_a)
+        self.detector.fit_views(half_a, training)
         stats_a, _, fg_a = self._score_chunks(half_a)
         stats_b, maps_b, fg_b = self._score_chunks(half_b)
         cond_a, cond_b = foreground_fraction(fg_a), foreground_fraction(fg_b)
@@ -249,9 +266,7 @@ class Guard(nn.Module):
         names = self.detector.view_names
         unsafe = d["unsafe"] | ~finite
         p_value = torch.where(finite, d["p_value"], torch.zeros_like(d["p_value"]))
-        score = torch.where(
-            finite, -torch.log10(p_value.clamp_min(1e-12)), torch.full_like(p_value, float("inf"))
-        )
+        score = torch.where(finite, d["severity"], torch.full_like(p_value, float("inf")))
         amap = self.calibrator.combine_maps(maps)
         amap = torch.where(finite[:, None, None, None], amap, torch.ones_like(amap))
         reasons = []

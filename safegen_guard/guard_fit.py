@@ -23,35 +23,25 @@ def load_fit_data(
 
     A dataset name or path loads its ``train`` split (``config.train_variants`` acquisition
     draws per slice) and its ``val`` split (``calibration_variants`` draws) at
-    ``config.image_size``, both with light augmentation: the augmentation stands in for the
-    subject-to-subject variation a single template cannot show, and calibration must see the
-    same notion of "real" as training. Tensors and datasets need explicit
-    ``calibration_data``: calibrating on training images would under-estimate real scores.
+    ``config.image_size``; half of each split's draws with light augmentation, half without
+    (:func:`_mixed_draws`). The augmentation stands in for the subject-to-subject variation a
+    single template cannot show; the plain draws are what ``load_dataset`` and
+    ``generators.train`` give by default. Calibrating on augmented images only made a CT guard
+    reject 100 % of plain real slices (the resampling lowers the noise level), so "real" here
+    is both, and calibration sees the same notion of "real" as training. Tensors and datasets
+    need explicit ``calibration_data``: calibrating on training images would under-estimate
+    real scores.
 
     Raises:
         ValueError: tensors/datasets without ``calibration_data``, or mismatched images.
     """
     if isinstance(real_data, (str, Path)):
-        from safegen_guard.data import load_dataset
-
-        train_ds = load_dataset(
-            real_data,
-            "train",
-            config.image_size,
-            variants=config.train_variants,
-            augment=True,
-            seed=config.seed,
-        )
+        train_ds = _mixed_draws(real_data, "train", config, config.train_variants, config.seed)
         cal_ds = (
             calibration_data
             if calibration_data is not None
-            else load_dataset(
-                real_data,
-                "val",
-                config.image_size,
-                variants=config.calibration_variants,
-                augment=True,
-                seed=config.seed + 1,
+            else _mixed_draws(
+                real_data, "val", config, config.calibration_variants, config.seed + 1
             )
         )
     else:
@@ -67,6 +57,28 @@ def load_fit_data(
     for t in (train, cal):
         h.update(t.contiguous().numpy().tobytes())
     return train, cal, h.hexdigest()[:16]
+
+
+def _mixed_draws(
+    source: str | Path, split: str, config: GuardConfig, variants: int, seed: int
+) -> torch.Tensor:
+    """``variants`` acquisition draws per slice of ``split``: half augmented, half plain.
+
+    Returns:
+        ``[n_slices * variants, C, S, S]`` images, augmented draws first.
+    """
+    from safegen_guard.data import load_dataset
+
+    n_aug = max(1, variants - variants // 2)
+    parts = [
+        load_dataset(source, split, config.image_size, variants=n_aug, augment=True, seed=seed)
+    ]
+    if variants - n_aug:
+        plain = load_dataset(
+            source, split, config.image_size, variants=variants - n_aug, seed=seed + 1000
+        )
+        parts.append(plain)
+    return torch.cat([p.images for p in parts])
 
 
 def _images(data: SliceDataset | torch.Tensor, name: str, config: GuardConfig) -> torch.Tensor:

@@ -6,23 +6,40 @@ import torch
 from torch import nn
 
 from safegen_guard.detector.autoencoder import AutoencoderConfig, SafeGenAutoencoder
-from safegen_guard.detector.views import ScoringContext, build_views
+from safegen_guard.detector.realism import RealismNet
+from safegen_guard.detector.registry import build_views, view_spec
+from safegen_guard.detector.views import ScoringContext
 
 __all__ = ["Detector"]
 
 
 class Detector(nn.Module):
-    """Autoencoder + views. ``score`` returns per-view statistics and maps.
+    """Autoencoder + realism network (when a view needs it) + views.
+
+    ``score`` returns per-view statistics and maps.
 
     Args:
         ae_config: Autoencoder architecture.
-        views: Names of the views to use.
+        views: Names of registered views (:mod:`~safegen_guard.detector.registry`).
+        realism_features: Widths of the realism network
+            (:class:`~safegen_guard.detector.realism.RealismNet`), built only when a view
+            needs it.
     """
 
-    def __init__(self, ae_config: AutoencoderConfig, views: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        ae_config: AutoencoderConfig,
+        views: tuple[str, ...],
+        realism_features: tuple[int, ...] = (8, 16, 32, 64, 128, 8),
+    ) -> None:
         super().__init__()
         self.autoencoder = SafeGenAutoencoder(ae_config).to(memory_format=torch.channels_last)
         self.views = build_views(views, ae_config.image_size)
+        self.realism: RealismNet | None = None
+        if any(view_spec(n).needs_realism for n in self.views):
+            self.realism = RealismNet(ae_config.channels, realism_features).to(
+                memory_format=torch.channels_last
+            )
 
     @property
     def view_names(self) -> list[str]:
@@ -43,13 +60,24 @@ class Detector(nn.Module):
         z, feats = self.autoencoder.encode(x.contiguous(memory_format=torch.channels_last))
         recon = self.autoencoder.decode(z).contiguous()
         denoised = self.autoencoder.decode(z, feats).contiguous()
-        return ScoringContext(x, recon, denoised)
+        return ScoringContext(x, recon, denoised, self.realism)
 
-    def fit_views(self, x: torch.Tensor) -> None:
-        """Fit every view's reference statistics on real images ``[N, C, H, W]``."""
+    def fit_views(self, x: torch.Tensor, training: torch.Tensor | None = None) -> None:
+        """Fit every view's reference statistics on real images.
+
+        Args:
+            x: ``[N, C, H, W]`` real images the models never trained on (calibration half A).
+            training: ``[M, C, H, W]`` real training images for the views that fit on them
+                (``View.fit_on_training``, e.g. memory banks); ``x`` when ``None``.
+        """
         ctx = self.context(x)
+        train_ctx = ctx if training is None else None
         for view in self.views.values():
-            view.fit(ctx)
+            if view.fit_on_training:
+                train_ctx = train_ctx or self.context(training)
+                view.fit(train_ctx)
+            else:
+                view.fit(ctx)
 
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Score a batch.

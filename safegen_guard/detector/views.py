@@ -30,7 +30,7 @@ from torch import nn
 
 from safegen_guard.detector import ops
 
-__all__ = ["ScoringContext", "View", "build_views", "VIEW_NAMES"]
+__all__ = ["ScoringContext", "View", "top_mean"]
 
 _EPS = 1e-6
 
@@ -43,15 +43,45 @@ class ScoringContext:
         recon: ``[B, 1, H, W]`` bottleneck-path reconstruction.
         denoised: ``[B, 1, H, W]`` skip-path reconstruction.
         foreground: ``[B, 1, H, W]`` bool, foreground of the reconstruction (robust to holes).
+        realism_net: The realism network
+            (:class:`~safegen_guard.detector.realism.RealismNet`) or ``None``; its outputs
+            are the lazy properties ``realism`` and ``realism_recon``.
     """
 
-    def __init__(self, x: torch.Tensor, recon: torch.Tensor, denoised: torch.Tensor) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        recon: torch.Tensor,
+        denoised: torch.Tensor,
+        realism: nn.Module | None = None,
+    ) -> None:
         self.x = x
         self.recon = recon
         self.denoised = denoised
         self.foreground = ops.estimate_foreground(recon)
+        self.realism_net = realism
         self._noise: torch.Tensor | None = None
         self._global_noise: torch.Tensor | None = None
+        self._realism: dict[str, object] = {}
+
+    def _realism_of(self, key: str, image: torch.Tensor):  # -> RealismOutput
+        if self.realism_net is None:
+            raise RuntimeError("this view needs the realism network, but the detector has none")
+        if key not in self._realism:
+            self._realism[key] = self.realism_net(
+                image.contiguous(memory_format=torch.channels_last)
+            )
+        return self._realism[key]
+
+    @property
+    def realism(self):  # -> RealismOutput
+        """The realism network's output on ``x`` (computed once per batch, shared by views)."""
+        return self._realism_of("x", self.x)
+
+    @property
+    def realism_recon(self):  # -> RealismOutput
+        """The realism network's output on the bottleneck reconstruction ``recon``."""
+        return self._realism_of("recon", self.recon)
 
     @property
     def local_noise(self) -> torch.Tensor:
@@ -74,18 +104,36 @@ def _window(x: torch.Tensor) -> int:
     return max(3, (x.shape[-1] // 10) | 1)
 
 
-def _top_mean(m: torch.Tensor, fg: torch.Tensor, frac: float = 0.01) -> torch.Tensor:
-    """Mean of the top ``frac`` of foreground pixels of ``m`` per image -> ``[B]``."""
+def top_mean(m: torch.Tensor, fg: torch.Tensor, frac: float = 0.01) -> torch.Tensor:
+    """Mean of the top ``frac`` of foreground pixels of ``m`` per image.
+
+    Args:
+        m: ``[B, 1, H, W]`` non-negative map.
+        fg: ``[B, 1, H, W]`` bool region (pixels outside count as 0).
+        frac: Share of the frame averaged (at least one pixel).
+
+    Returns:
+        ``[B]`` statistic.
+    """
     v = torch.where(fg, m, torch.zeros_like(m)).flatten(1)
     k = max(1, int(frac * v.shape[1]))
     return v.topk(k, dim=1).values.mean(1)
 
 
 class View(nn.Module):
-    """Base class: ``fit`` learns reference statistics, ``forward`` scores a batch."""
+    """Base class: ``fit`` learns reference statistics, ``forward`` scores a batch.
+
+    Attributes:
+        name: Registry name.
+        has_map: ``forward`` returns a pixel map (else ``None``).
+        fit_on_training: ``fit`` sees the guard's training images (a memory bank wants as many
+            real images as possible) instead of calibration half A (reference statistics of
+            residuals must come from images the autoencoder never trained on).
+    """
 
     name: str = "view"
     has_map: bool = True
+    fit_on_training: bool = False
 
     def fit(self, ctx: ScoringContext) -> None:
         """Learn reference statistics from real images (default: nothing to learn)."""
@@ -106,7 +154,7 @@ class ResidualView(View):
         """Top-1% mean of ``blur(|x - recon|)`` over the foreground, and the map."""
         m = ops.gaussian_blur((ctx.x - getattr(ctx, self.attr)).abs(), self.sigma)
         m = m * ctx.foreground
-        return _top_mean(m, ctx.foreground), m
+        return top_mean(m, ctx.foreground), m
 
 
 class NoiseLevelView(View):
@@ -215,7 +263,7 @@ class TextureView(View):
         inner = inner & self.position_known
         z = (t - self.position_mean - self.bin_mean[bins]) / self.position_sd
         m = ops.gaussian_blur(z * inner, 1.5).abs() * inner
-        return _top_mean(m, inner), m
+        return top_mean(m, inner), m
 
 
 class SpectrumView(View):
@@ -365,29 +413,20 @@ class RingView(View):
         return z.max(1).values, m
 
 
-VIEW_NAMES: tuple[str, ...] = (
-    "recon",
-    "denoise",
-    "noise",
-    "texture",
-    "spectrum",
-    "sharpness",
-    "ring",
-)
+def _register_builtins() -> None:
+    from safegen_guard.detector.registry import register_view
+
+    builtins = (
+        ("recon", lambda size: ResidualView("recon", "recon", 1.0), "bottleneck residual"),
+        ("denoise", lambda size: ResidualView("denoise", "denoised", 1.0), "skip-path residual"),
+        ("noise", lambda size: NoiseLevelView(), "global noise level vs real scans"),
+        ("texture", TextureView, "local texture vs real scans at that place and brightness"),
+        ("spectrum", SpectrumView, "log power spectrum peaks vs real scans"),
+        ("sharpness", SharpnessView, "directional high-frequency deficit (motion blur)"),
+        ("ring", RingView, "concentric structure around the centre"),
+    )
+    for name, factory, summary in builtins:
+        register_view(name, factory, default=True, summary=summary)
 
 
-def build_views(names: tuple[str, ...] | list[str], size: int) -> nn.ModuleDict:
-    """Instantiate the named views for ``size x size`` images (order: as in ``VIEW_NAMES``)."""
-    unknown = sorted(set(names) - set(VIEW_NAMES))
-    if unknown:
-        raise ValueError(f"unknown view(s) {unknown}; choose from {list(VIEW_NAMES)}")
-    factories = {
-        "recon": lambda: ResidualView("recon", "recon", 1.0),
-        "denoise": lambda: ResidualView("denoise", "denoised", 1.0),
-        "noise": NoiseLevelView,
-        "texture": lambda: TextureView(size),
-        "spectrum": lambda: SpectrumView(size),
-        "sharpness": lambda: SharpnessView(size),
-        "ring": lambda: RingView(size),
-    }
-    return nn.ModuleDict({n: factories[n]() for n in VIEW_NAMES if n in names})
+_register_builtins()

@@ -1,0 +1,238 @@
+"""Learned realism views: evidence learned from real scans, not built for one artifact family.
+
+All three read the realism network (:mod:`~safegen_guard.detector.realism`), trained on real
+slices only with the foreign-patch task; one forward pass per batch serves them all.
+
+============= ================================================================== ======= =====
+view          statistic (higher = more anomalous)                                default map
+============= ================================================================== ======= =====
+fpi           top-1% mean of the predicted foreign-patch blend factor            yes     yes
+patch_density top-1% mean of the nearest-neighbour distance of each patch's       yes     yes
+              features to a coreset memory bank of real patches (PatchCore)
+ams           the seed's multi-scale feature distance A_ms between ``x`` and its  no      yes
+              bottleneck reconstruction, in the realism network's features
+============= ================================================================== ======= =====
+
+Which are on by default was decided by the leave-one-family-out protocol
+(``python -m benchmarks.loo``, docs/realism.md), never on the families a view is tested on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import faiss
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from safegen_guard.detector import ops
+from safegen_guard.detector.registry import register_view
+from safegen_guard.detector.views import ScoringContext, View, top_mean
+
+__all__ = ["FPIView", "PatchDensityView", "FeatureDistanceView", "coreset", "NearestNeighbours"]
+
+EXACT_SEARCH_LIMIT = 65_536
+"""Banks up to this many patches are searched exactly; larger ones with an IVF index."""
+
+
+class FPIView(View):
+    """Foreign-patch evidence: where the realism network sees something that is not real.
+
+    Statistic: mean of the top 1 % of the whole frame of the predicted blend factor (ghosts
+    and wrap-around sit outside the body); map: the blend factor on the foreground, in
+    ``[0, 1]``.
+    """
+
+    name = "fpi"
+
+    def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B]`` statistic and ``[B, 1, H, W]`` map in ``[0, 1]``."""
+        p = ctx.realism.probability
+        return top_mean(p, torch.ones_like(ctx.foreground)), p * ctx.foreground
+
+
+def patch_features(features: list[torch.Tensor]) -> torch.Tensor:
+    """PatchCore-style patch descriptors from the realism encoder.
+
+    The 1/4- and 1/8-resolution features are concatenated at 1/4 resolution and averaged over
+    each patch's 3 x 3 neighbourhood.
+
+    Args:
+        features: The realism network's encoder features (1/2, 1/4, 1/8 resolution).
+
+    Returns:
+        ``[B, D, H/4, W/4]`` descriptors.
+    """
+    mid, deep = features[1], features[2]
+    deep = F.interpolate(deep, size=mid.shape[-2:], mode="bilinear", align_corners=False)
+    return F.avg_pool2d(torch.cat([mid, deep], 1), 3, stride=1, padding=1)
+
+
+def coreset(
+    points: torch.Tensor, k: int, *, candidates: int = 50_000, dim: int = 32, seed: int = 0
+) -> torch.Tensor:
+    """Greedy k-center coreset (PatchCore): ``k`` rows of ``points`` that cover all of them.
+
+    For speed the greedy farthest-point search runs on at most ``candidates`` random rows,
+    in a random Gaussian projection to ``dim`` dimensions (distances are preserved up to a
+    small factor, Johnson-Lindenstrauss).
+
+    Args:
+        points: ``[N, D]`` float.
+        k: Coreset size (all rows are returned when ``N <= k``).
+        candidates: Rows the greedy search considers.
+        dim: Projection dimension.
+        seed: Seed of the candidate draw, projection and start point.
+
+    Returns:
+        ``[min(k, N), D]`` selected rows.
+    """
+    n = points.shape[0]
+    if n <= k:
+        return points.clone()
+    g = torch.Generator().manual_seed(seed)
+    pool = points[torch.randperm(n, generator=g)[: max(k, candidates)]]
+    proj = pool @ (torch.randn(pool.shape[1], dim, generator=g) / math.sqrt(dim))
+    chosen = torch.empty(k, dtype=torch.long)
+    chosen[0] = int(torch.randint(len(pool), (1,), generator=g))
+    dist = torch.full((len(pool),), math.inf)
+    for i in range(1, k):
+        dist = torch.minimum(dist, ((proj - proj[chosen[i - 1]]) ** 2).sum(1))
+        chosen[i] = int(dist.argmax())
+    return pool[chosen].clone()
+
+
+class NearestNeighbours:
+    """Nearest-neighbour distance to a fixed bank with faiss (exact, or IVF for big banks).
+
+    Args:
+        bank: ``[K, D]`` float bank.
+        nprobe: IVF lists searched per query (big banks only).
+    """
+
+    def __init__(self, bank: torch.Tensor, nprobe: int = 8) -> None:
+        data = np.ascontiguousarray(bank.detach().cpu().numpy(), dtype=np.float32)
+        k, d = data.shape
+        if k <= EXACT_SEARCH_LIMIT:
+            self.index = faiss.IndexFlatL2(d)
+        else:
+            nlist = int(4 * math.sqrt(k))
+            self.index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
+            self.index.train(data)
+            self.index.nprobe = nprobe
+        self.index.add(data)
+
+    def distance(self, queries: torch.Tensor) -> torch.Tensor:
+        """``[Q, D]`` queries -> ``[Q]`` Euclidean distance to the nearest bank row."""
+        q = np.ascontiguousarray(queries.detach().cpu().numpy(), dtype=np.float32)
+        d2, _ = self.index.search(q, 1)
+        return torch.from_numpy(d2[:, 0]).clamp_min(0.0).sqrt()
+
+
+class PatchDensityView(View):
+    """Patch-feature density: distance of each patch to its nearest real patch (PatchCore).
+
+    The memory bank holds realism-network descriptors of real *training* patches
+    (:func:`patch_features`), reduced to ``bank_size`` rows by a greedy coreset
+    (:func:`coreset`) and searched with faiss (:class:`NearestNeighbours`). Statistic: the
+    top-1 % mean over the frame of the up-sampled distance map; map: that distance on the
+    foreground.
+
+    Args:
+        bank_size: Coreset size ``K``.
+        seed: Seed of the coreset.
+    """
+
+    name = "patch_density"
+    fit_on_training = True
+
+    def __init__(self, bank_size: int = 4096, seed: int = 0) -> None:
+        super().__init__()
+        self.bank_size, self.seed = bank_size, seed
+        self.register_buffer("bank", torch.zeros(0, 0))
+        self._nn: NearestNeighbours | None = None
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        if prefix + "bank" in state_dict:  # the bank's size comes from the data it was fitted on
+            self.bank = torch.empty_like(state_dict[prefix + "bank"])
+        self._nn = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def fit(self, ctx: ScoringContext) -> None:
+        """Build the coreset bank from real (training) images."""
+        f = patch_features(ctx.realism.features)
+        points = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).float()
+        self.bank = coreset(points, self.bank_size, seed=self.seed)
+        self._nn = None
+
+    def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B]`` statistic and ``[B, 1, H, W]`` distance map."""
+        if self.bank.numel() == 0:
+            raise RuntimeError("patch_density has an empty memory bank: fit it first")
+        if self._nn is None:
+            self._nn = NearestNeighbours(self.bank)
+        f = patch_features(ctx.realism.features)
+        b, d, h, w = f.shape
+        dist = self._nn.distance(f.permute(0, 2, 3, 1).reshape(-1, d)).view(b, 1, h, w)
+        m = F.interpolate(dist.to(ctx.x), size=ctx.x.shape[-2:], mode="bilinear")
+        return top_mean(m, torch.ones_like(ctx.foreground)), m * ctx.foreground
+
+
+class FeatureDistanceView(View):
+    """The seed's multi-scale feature distance ``A_ms`` between ``x`` and its reconstruction.
+
+    ``A_ms(x) = sum_l w_l * mean_c (f_l(x) - f_l(G(E(x))))^2`` over the realism network's
+    encoder levels ``l`` (1/2, 1/4, 1/8 resolution), each level up-sampled to full resolution
+    and normalised by its mean on real images (``w_l = 1 / mean_real``). Statistic: top-1 %
+    foreground mean of the blurred map.
+    """
+
+    name = "ams"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("level_scale", torch.ones(3))
+
+    def _levels(self, ctx: ScoringContext) -> list[torch.Tensor]:
+        size = ctx.x.shape[-2:]
+        pairs = zip(ctx.realism.features, ctx.realism_recon.features)
+        return [
+            F.interpolate((a - b).pow(2).mean(1, keepdim=True), size=size, mode="bilinear")
+            for a, b in pairs
+        ]
+
+    def fit(self, ctx: ScoringContext) -> None:
+        """Fit each level's mean distance on real images."""
+        levels = self._levels(ctx)
+        self.level_scale.copy_(torch.stack([m.mean() for m in levels]).clamp_min(1e-8))
+
+    def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B]`` statistic and ``[B, 1, H, W]`` map."""
+        levels = self._levels(ctx)
+        m = sum(lv / s for lv, s in zip(levels, self.level_scale)) / len(levels)
+        m = ops.gaussian_blur(m, 1.0) * ctx.foreground
+        return top_mean(m, ctx.foreground), m
+
+
+register_view(
+    "fpi",
+    lambda size: FPIView(),
+    default=True,
+    needs_realism=True,
+    summary="foreign-patch evidence of the self-supervised realism network",
+)
+register_view(
+    "patch_density",
+    lambda size: PatchDensityView(),
+    default=True,
+    needs_realism=True,
+    summary="distance of each patch to a coreset bank of real patches (faiss)",
+)
+register_view(
+    "ams",
+    lambda size: FeatureDistanceView(),
+    default=False,
+    needs_realism=True,
+    summary="multi-scale feature distance between the image and its reconstruction",
+)

@@ -1,0 +1,138 @@
+"""The view registry: every detector view is registered here by name, built-in or user-made.
+
+A view is a :class:`~safegen_guard.detector.views.View` subclass that turns a
+:class:`~safegen_guard.detector.views.ScoringContext` into an image statistic ``[B]`` and an
+optional pixel map ``[B, 1, H, W]``. Register a factory ``size -> View`` once and name the view
+in :class:`~safegen_guard.config.GuardConfig` ``views``::
+
+    from safegen_guard.detector import View, register_view
+
+    class EdgeView(View):
+        name = "edges"
+        def forward(self, ctx):
+            m = ctx.x.diff(dim=-1).abs()
+            m = torch.nn.functional.pad(m, (0, 1)) * ctx.foreground
+            return m.flatten(1).amax(1), m
+
+    register_view("edges", lambda size: EdgeView(), default=False)
+    guard = Guard.fit("mni152", GuardConfig.profile("quick", views=(*default_views(), "edges")))
+
+A user view must be registered (imported) again before a guard that uses it is loaded.
+Views are built in registration order, so a guard's columns are the same wherever it loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+__all__ = ["ViewSpec", "register_view", "list_views", "default_views", "view_spec", "build_views"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# the modules holding the built-in views; imported on first use of the registry
+_BUILTIN_MODULES = ("safegen_guard.detector.views", "safegen_guard.detector.learned_views")
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """A registered view.
+
+    Attributes:
+        name: Registry name (lowercase identifier; the verdict's reason when it fires).
+        factory: ``image_size -> View``.
+        default: Part of :func:`default_views` (the views a guard uses unless told otherwise).
+        needs_realism: The view reads the self-supervised realism network
+            (:mod:`~safegen_guard.detector.realism`), which the guard then trains.
+        summary: One line for listings and docs.
+    """
+
+    name: str
+    factory: Callable[[int], nn.Module]
+    default: bool
+    needs_realism: bool
+    summary: str
+
+
+_REGISTRY: dict[str, ViewSpec] = {}
+_loaded = False
+
+
+def register_view(
+    name: str,
+    factory: Callable[[int], nn.Module],
+    *,
+    default: bool = False,
+    needs_realism: bool = False,
+    summary: str = "",
+    overwrite: bool = False,
+) -> None:
+    """Register a view factory under ``name``.
+
+    Args:
+        name: Lowercase identifier (``[a-z][a-z0-9_]*``).
+        factory: Callable ``image_size -> View``.
+        default: Include it in :func:`default_views`.
+        needs_realism: It reads the realism network (``ctx.realism``).
+        summary: One-line description.
+        overwrite: Replace an existing registration instead of raising.
+
+    Raises:
+        ValueError: bad name, or the name is taken and ``overwrite`` is false.
+        TypeError: ``factory`` is not callable.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"view name must match [a-z][a-z0-9_]*, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"`factory` must be callable (image_size -> View), got {type(factory)}")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"view {name!r} is already registered (pass overwrite=True to replace)")
+    _REGISTRY[name] = ViewSpec(name, factory, bool(default), bool(needs_realism), summary)
+
+
+def _ensure_builtins() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in _BUILTIN_MODULES:
+            importlib.import_module(module)
+
+
+def list_views() -> tuple[str, ...]:
+    """Names of every registered view, in registration (column) order."""
+    _ensure_builtins()
+    return tuple(_REGISTRY)
+
+
+def default_views() -> tuple[str, ...]:
+    """Names of the views a guard uses by default (chosen by the leave-one-family-out protocol)."""
+    _ensure_builtins()
+    return tuple(n for n, s in _REGISTRY.items() if s.default)
+
+
+def view_spec(name: str) -> ViewSpec:
+    """The :class:`ViewSpec` of ``name``.
+
+    Raises:
+        ValueError: ``name`` is not registered (the message lists the registered views).
+    """
+    _ensure_builtins()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown view {name!r}; registered views: {list(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def build_views(names: tuple[str, ...] | list[str], size: int) -> nn.ModuleDict:
+    """Instantiate the named views for ``size x size`` images, in registration order.
+
+    Raises:
+        ValueError: a name is not registered.
+    """
+    _ensure_builtins()
+    unknown = sorted(set(names) - set(_REGISTRY))
+    if unknown:
+        raise ValueError(f"unknown view(s) {unknown}; registered views: {list(_REGISTRY)}")
+    return nn.ModuleDict({n: _REGISTRY[n].factory(size) for n in _REGISTRY if n in names})
