@@ -319,22 +319,38 @@ class Calibrator(nn.Module):
         c = (maps / self.map_scale[None, :, None, None]).amax(1, keepdim=True)
         return c if raw else c / (c + self.tau)
 
-    def thresholds(self) -> torch.Tensor:
-        """``[n_bins]`` fused-statistic thresholds ``t*`` (``unsafe`` iff ``T > t*`` of its bin)."""
+    def _cal_fused(self, columns: list[int] | None) -> torch.Tensor:
+        return self.cal_fused if columns is None else self.cal_z[:, columns].max(1).values
+
+    def thresholds(self, columns: list[int] | None = None) -> torch.Tensor:
+        """``[n_bins]`` fused-statistic thresholds ``t*`` (``unsafe`` iff ``T > t*`` of its bin).
+
+        Args:
+            columns: Fuse only these views (indices); default all.
+        """
         self._require_fitted()
+        cal_fused = self._cal_fused(columns)
         return torch.tensor(
             [
-                conformal_threshold(self.cal_fused[self.cal_bin == b], self.alpha)
+                conformal_threshold(cal_fused[self.cal_bin == b], self.alpha)
                 for b in range(self.n_bins)
             ]
         )
 
-    def decide(self, stats: torch.Tensor, condition: torch.Tensor) -> dict[str, torch.Tensor]:
+    def decide(
+        self, stats: torch.Tensor, condition: torch.Tensor, columns: list[int] | None = None
+    ) -> dict[str, torch.Tensor]:
         """Turn raw view statistics ``[B, V]`` into calibrated decisions.
 
+        With ``columns`` the decision uses only those views, exactly as a guard fitted with
+        just them would (each view's reference tail and the calibration half B are the
+        same): the leave-one-family-out protocol compares view sets this way without refitting.
+
         Args:
-            stats: ``[B, V]`` raw view statistics.
+            stats: ``[B, V]`` raw view statistics (all views, in column order).
             condition: ``[B]`` conditioning values (foreground fraction).
+            columns: Fuse only these views (indices); default all. ``z``, ``fired`` and
+                ``view_p`` then have ``len(columns)`` columns.
 
         Returns:
             dict with ``z`` ``[B, V]`` (per-view tail significance), ``fused`` ``[B]``,
@@ -345,6 +361,10 @@ class Calibrator(nn.Module):
         self._require_fitted()
         bins = self.assign_bins(condition)
         z = self.standardise(stats.float(), bins)
+        cal_z = self.cal_z
+        if columns is not None:
+            z, cal_z = z[:, columns], cal_z[:, columns]
+        cal_fused = self._cal_fused(columns)
         fused = z.max(1).values
         p = torch.ones(len(fused), dtype=torch.float64)
         severity = torch.zeros(len(fused), dtype=torch.float64)
@@ -352,11 +372,11 @@ class Calibrator(nn.Module):
         for b in range(self.n_bins):
             sel, ref = bins == b, self.cal_bin == b
             if bool(sel.any()):
-                p[sel] = conformal_p_values(self.cal_fused[ref], fused[sel])
-                severity[sel] = tail_significance(self.cal_fused[ref], fused[sel])
+                p[sel] = conformal_p_values(cal_fused[ref], fused[sel])
+                severity[sel] = tail_significance(cal_fused[ref], fused[sel])
                 for v in range(z.shape[1]):
-                    view_p[sel, v] = conformal_p_values(self.cal_z[ref, v], z[sel, v])
-        t = self.thresholds()[bins]
+                    view_p[sel, v] = conformal_p_values(cal_z[ref, v], z[sel, v])
+        t = self.thresholds(columns)[bins]
         return {
             "z": z,
             "fused": fused,

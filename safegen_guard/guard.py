@@ -242,6 +242,26 @@ class Guard(nn.Module):
             verdict = self._explain(clean, verdict, explain)
         return verdict
 
+    @torch.no_grad()
+    def view_statistics(
+        self, x: torch.Tensor, batch_size: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw per-view statistics and the calibration condition, for analysis.
+
+        ``calibrator.decide(stats, condition, columns)`` turns them into the decisions a
+        guard with only those views would make (the leave-one-family-out protocol uses this).
+
+        Args:
+            x: ``[B, C, H, W]`` finite images in ``[0, 1]``.
+            batch_size: Images per chunk (default ``config.score_batch_size``).
+
+        Returns:
+            ``stats`` ``[B, V]`` (columns: ``detector.view_names``) and ``condition`` ``[B]``.
+        """
+        check_images(x, channels=self.config.channels, size=self.config.image_size)
+        stats, _, fg = self._score_chunks(x.detach().to("cpu", torch.float32), batch_size)
+        return stats, foreground_fraction(fg)
+
     def _explain(self, x: torch.Tensor, verdict: Verdict, explain: bool | tuple) -> Verdict:
         if self.explainer is None:
             raise NotFittedError(

@@ -7,13 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import stats as sps
 
 from safegen_guard.calibration import (
     Calibrator,
     conformal_p_values,
     conformal_threshold,
-    robust_center_scale,
+    tail_significance,
 )
 from safegen_guard.errors import NotFittedError
 
@@ -100,18 +99,30 @@ def test_false_reject_rate_guarantee_on_exchangeable_data(n, alpha):
     assert float(frr.mean()) <= alpha + 4.5 * sd
 
 
-# ------------------------------------------------------------------ robust centre/scale
-def test_robust_center_scale_hand_computed_and_scipy():
-    values = torch.tensor([[1.0, 10.0], [2.0, 10.0], [3.0, 10.0], [4.0, 10.0], [100.0, 10.0]])
-    center, scale = robust_center_scale(values)
-    torch.testing.assert_close(center, torch.tensor([3.0, 10.0]))
-    # |dev| = [2, 1, 0, 1, 97] -> MAD 1 -> 1.4826; constant column -> floor 1e-6 * 10
-    torch.testing.assert_close(scale, torch.tensor([1.4826, 1e-5]))
-    x = torch.randn(41, 4, generator=_gen(3), dtype=torch.float64)
-    c, s = robust_center_scale(x)
-    np.testing.assert_allclose(c.numpy(), np.median(x.numpy(), 0))
-    ref = sps.median_abs_deviation(x.numpy(), axis=0, scale="normal")
-    np.testing.assert_allclose(s.numpy(), ref, rtol=1e-4)
+# ------------------------------------------------------------------ tail significance
+def test_tail_significance_matches_conformal_p_at_reference_values():
+    ref = torch.randn(50, generator=_gen(3), dtype=torch.float64)
+    sig = tail_significance(ref, ref)
+    # at each reference value the continuous tail equals the conformal p-value
+    torch.testing.assert_close(10.0 ** (-sig), conformal_p_values(ref, ref))
+    # below the smallest value: S = 1; strictly increasing inside and beyond the range
+    assert float(tail_significance(ref, ref.min()[None] - 1.0)) == 0.0
+    grid = torch.linspace(float(ref.min()), float(ref.max()) + 5.0, 400, dtype=torch.float64)
+    s = tail_significance(ref, grid)
+    assert bool((s.diff() > 0).all())
+
+
+def test_tail_significance_exponential_continuation_hand_computed():
+    ref = torch.arange(1.0, 11.0)  # n = 10: top decile -> k = 3 values above r[6] = 7
+    theta = float(torch.tensor([8.0, 9.0, 10.0]).sub(7.0).mean())  # 2.0
+    s_max = 2.0 / 11.0  # conformal p at the largest value
+    want = -math.log10(s_max * math.exp(-(14.0 - 10.0) / theta))
+    assert float(tail_significance(ref, torch.tensor([14.0]))) == pytest.approx(want)
+    # halfway between two reference values: the interpolated share
+    want_mid = -math.log10((8.0 / 11.0 + 7.0 / 11.0) / 2)  # S(4) = 8/11, S(5) = 7/11
+    assert float(tail_significance(ref, torch.tensor([4.5]))) == pytest.approx(want_mid)
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        tail_significance(torch.zeros(0), torch.zeros(2))
 
 
 # ---------------------------------------------------------------------------- Calibrator
@@ -161,16 +172,21 @@ def test_calibrator_decide_fields_and_math():
     stats_b = torch.randn(39, 3, generator=g)
     cal = Calibrator(VIEWS, 0.1, 0.05)
     cal.fit_images(stats_a, stats_b, _zeros(stats_a), _zeros(stats_b))
-    center, scale = robust_center_scale(stats_a)
-    cal_fused = ((stats_b - center) / scale).max(1).values
+
+    def sig(x: torch.Tensor) -> torch.Tensor:
+        cols = [tail_significance(stats_a[:, v], x[:, v]) for v in range(3)]
+        return torch.stack(cols, 1).float()
+
+    cal_fused = sig(stats_b).max(1).values
     stats = torch.randn(7, 3, generator=g) * 3
     d = cal.decide(stats, _zeros(stats))
-    assert set(d) == {"z", "fused", "p_value", "unsafe", "fired", "view_p", "bin"}
+    assert set(d) == {"z", "fused", "p_value", "severity", "unsafe", "fired", "view_p", "bin"}
     assert d["z"].shape == (7, 3) and d["fired"].shape == (7, 3) and d["view_p"].shape == (7, 3)
     assert d["fused"].shape == d["p_value"].shape == d["unsafe"].shape == (7,)
     assert d["unsafe"].dtype == torch.bool and d["fired"].dtype == torch.bool
-    z = (stats - center) / scale
+    z = sig(stats)
     torch.testing.assert_close(d["z"], z)
+    torch.testing.assert_close(d["severity"], tail_significance(cal_fused, z.max(1).values))
     torch.testing.assert_close(d["fused"], z.max(1).values)
     torch.testing.assert_close(d["p_value"], conformal_p_values(cal_fused, z.max(1).values))
     t = conformal_threshold(cal_fused, 0.1)  # n = 39: k = 4

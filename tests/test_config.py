@@ -8,7 +8,7 @@ import json
 import pytest
 
 from safegen_guard.config import PROFILES, GuardConfig
-from safegen_guard.detector.views import VIEW_NAMES
+from safegen_guard.detector.registry import default_views
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,8 @@ def test_profiles():
 
 
 def test_views_default_and_list_converted_to_tuple():
-    assert GuardConfig().views == VIEW_NAMES
+    assert GuardConfig().views == default_views()
+    assert {"fpi", "patch_density"} <= set(default_views())  # learned realism evidence
     cfg = GuardConfig(views=["recon", "noise"])
     assert cfg.views == ("recon", "noise") and isinstance(cfg.views, tuple)
     hash(cfg)  # frozen dataclass with tuple fields is hashable

@@ -33,7 +33,9 @@ def test_verdict_fields(tiny_guard, x6):
     assert bool(((v.anomaly_map >= 0) & (v.anomaly_map <= 1)).all())
     assert torch.equal(v.mask, v.anomaly_map > 0.5)
     assert bool(((v.p_value > 0) & (v.p_value <= 1)).all())
-    torch.testing.assert_close(v.score, -torch.log10(v.p_value))
+    # severity: ordered like the p-value (a smaller p-value never has a smaller score)
+    smaller_p = v.p_value[:, None] < v.p_value[None, :]
+    assert bool((v.score[:, None] > v.score[None, :])[smaller_p].all())
     assert v.threshold == tiny_guard.config.false_reject_rate == 0.05
     assert v.guard_fingerprint == tiny_guard.fingerprint and len(v.guard_fingerprint) == 16
     assert set(v.view_scores) == set(v.view_p_values) == set(tiny_guard.detector.view_names)
@@ -142,3 +144,14 @@ def test_same_seed_same_guard_whatever_the_global_rng(tiny_guard, tiny_real):
     assert torch.equal(torch.get_rng_state(), before)  # and construction leaves it untouched
     again = Guard.fit(tiny_real["train"], cfg, calibration_data=tiny_real["val"])
     assert again.fingerprint == tiny_guard.fingerprint
+
+
+def test_severity_ranks_rejects_beyond_the_calibration_range(tiny_guard, tiny_real):
+    x = tiny_real["test"][:8]
+    noisy = (x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    v_mid, v_far = tiny_guard.evaluate(noisy * 0.5 + x * 0.5), tiny_guard.evaluate(noisy)
+    floor = 1.0 / (len(tiny_guard.calibrator.cal_fused) + 1)
+    both_floor = (v_far.p_value <= floor) & (v_mid.p_value <= floor)
+    assert bool(both_floor.any())  # the p-value cannot tell these apart ...
+    assert bool((v_far.score[both_floor] != v_mid.score[both_floor]).all())  # ... the score can
+    assert len(set(v_far.score.tolist())) == len(x)  # no ties among clear rejects

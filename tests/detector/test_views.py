@@ -9,7 +9,8 @@ import torch
 
 from safegen_guard.detector import views as V
 from safegen_guard.detector.ops import gaussian_blur
-from safegen_guard.detector.views import ScoringContext, build_views
+from safegen_guard.detector.registry import build_views
+from safegen_guard.detector.views import ScoringContext
 
 S = 32
 
@@ -149,7 +150,8 @@ def test_residual_view_is_zero_for_perfect_reconstruction():
 
 def test_build_views_order_and_unknown_name():
     views = build_views(["ring", "recon", "noise"], S)
-    assert list(views.keys()) == ["recon", "noise", "ring"]  # VIEW_NAMES order
-    assert list(build_views(V.VIEW_NAMES, S).keys()) == list(V.VIEW_NAMES)
-    with pytest.raises(ValueError, match=r"unknown view\(s\) \['bogus', 'zz'\]; choose from"):
+    assert list(views.keys()) == ["recon", "noise", "ring"]  # registration order
+    names = ("recon", "denoise", "noise", "texture", "spectrum", "sharpness", "ring")
+    assert list(build_views(names, S).keys()) == list(names)
+    with pytest.raises(ValueError, match=r"unknown view\(s\) \['bogus', 'zz'\]; registered"):
         build_views(["recon", "zz", "bogus"], S)
