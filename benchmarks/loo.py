@@ -60,6 +60,7 @@ class Cell:
     stats: torch.Tensor
     condition: torch.Tensor
     dice: float | None = None
+    _z: tuple | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -70,6 +71,15 @@ class ScoreTable:
     clean_stats: torch.Tensor
     clean_condition: torch.Tensor
     cells: list[Cell] = field(default_factory=list)
+    _z: tuple | None = field(default=None, repr=False)
+
+
+def _significance(cal: object, holder: object, stats: torch.Tensor, cond: torch.Tensor) -> tuple:
+    """Per-view tail significance and bins of ``stats``, computed once and kept on ``holder``."""
+    if holder._z is None:
+        bins = cal.assign_bins(cond)
+        holder._z = (cal.standardise(stats.float(), bins), bins)
+    return holder._z
 
 
 def cell_seed(kind: str, severity: str, seed: int) -> int:
@@ -122,10 +132,11 @@ def cell_aurocs(guard: Guard, table: ScoreTable, views: list[str]) -> dict[tuple
     """AUROC clean-vs-corrupted of the fused severity of ``views``, per (kind, severity)."""
     cols = [table.views.index(v) for v in views]
     cal = guard.calibrator
-    s0 = cal.decide(table.clean_stats, table.clean_condition, cols)["severity"]
+    z0 = _significance(cal, table, table.clean_stats, table.clean_condition)
+    s0 = cal.decide_significance(*z0, cols)["severity"]
     out = {}
     for c in table.cells:
-        s1 = cal.decide(c.stats, c.condition, cols)["severity"]
+        s1 = cal.decide_significance(*_significance(cal, c, c.stats, c.condition), cols)["severity"]
         y = np.r_[np.zeros(len(s0)), np.ones(len(s1))]
         score = torch.cat([s0, s1]).clamp_max(1e6).numpy()
         out[(c.kind, c.severity)] = float(roc_auc_score(y, score))

@@ -360,7 +360,17 @@ class Calibrator(nn.Module):
         """
         self._require_fitted()
         bins = self.assign_bins(condition)
-        z = self.standardise(stats.float(), bins)
+        return self.decide_significance(self.standardise(stats.float(), bins), bins, columns)
+
+    def decide_significance(
+        self, z: torch.Tensor, bins: torch.Tensor, columns: list[int] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`decide` from per-view tail significance ``z`` ``[B, V]`` already computed.
+
+        ``z = standardise(stats, bins)`` with ``bins = assign_bins(condition)``; analyses
+        that compare many view subsets compute it once and call this per subset.
+        """
+        self._require_fitted()
         cal_z = self.cal_z
         if columns is not None:
             z, cal_z = z[:, columns], cal_z[:, columns]
