@@ -64,12 +64,12 @@ def artifact_suite(
 class SafegenMethod(Baseline):
     """SAFEGEN's guard behind the baseline interface, through its public ``Verdict`` only.
 
-    Image score: ``verdict.score = -log10(p_value)`` (``inf`` for non-finite images); map:
-    ``verdict.anomaly_map``. Its thresholds are the guard's own calibration on the same real
-    validation images: ``unsafe`` iff ``p <= alpha`` iff ``score >= -log10(alpha)``, and the
-    mask is ``anomaly_map > 0.5`` (:meth:`own_calibration`). The p-value is discrete and
-    saturates at ``1 / (n_cal + 1)``, so very strong anomalies tie with each other (ties count
-    one half in AUROC): this is what SAFEGEN reports, so it is what is measured.
+    Image score: ``verdict.score``, the guard's severity (``inf`` for non-finite images): a
+    continuous, monotone version of ``-log10(p_value)`` that keeps ranking beyond the
+    calibration range (:mod:`safegen_guard.calibration`, step 3b); map:
+    ``verdict.anomaly_map``. Its thresholds are the guard's own decisions: ``unsafe`` iff
+    ``p <= alpha`` iff ``score > -log10(alpha)`` (:meth:`own_calibration`), and the mask is
+    ``anomaly_map > 0.5``.
     """
 
     name = "safegen"
@@ -94,14 +94,14 @@ class SafegenMethod(Baseline):
 
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B]`` scores ``-log10(p)`` and ``[B,1,H,W]`` anomaly maps in ``[0, 1)``."""
+        """``[B]`` severity scores and ``[B,1,H,W]`` anomaly maps in ``[0, 1)``."""
         v = self.guard.evaluate(x)
         return v.score.double(), v.anomaly_map
 
     def own_calibration(self) -> Calibrated:
-        """``score > -log10(alpha) - 1e-9`` (i.e. ``p <= alpha``) and ``anomaly_map > 0.5``."""
+        """``score > -log10(alpha)`` (i.e. ``unsafe``, ``p <= alpha``) and ``anomaly_map > 0.5``."""
         alpha = float(self.guard.config.false_reject_rate)
-        return Calibrated(-math.log10(alpha) - 1e-9, 0.5)
+        return Calibrated(-math.log10(alpha) + 1e-9, 0.5)
 
 
 @dataclass(frozen=True)

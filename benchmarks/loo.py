@@ -82,6 +82,35 @@ def _significance(cal: object, holder: object, stats: torch.Tensor, cond: torch.
     return holder._z
 
 
+def save_table(table: ScoreTable, path: Path) -> None:
+    """Write ``table`` as ``<path>.safetensors`` + ``<path>.json`` (no pickle)."""
+    from safetensors.torch import save_file
+
+    tensors = {"clean_stats": table.clean_stats, "clean_condition": table.clean_condition}
+    meta = {"views": table.views, "cells": []}
+    for i, c in enumerate(table.cells):
+        tensors[f"cell{i}_stats"], tensors[f"cell{i}_condition"] = c.stats, c.condition
+        meta["cells"].append([c.family, c.kind, c.severity, c.local, c.dice])
+    save_file({k: v.contiguous() for k, v in tensors.items()}, f"{path}.safetensors")
+    atomic_write_json(f"{path}.json", meta)
+
+
+def load_table(path: Path) -> ScoreTable:
+    """Inverse of :func:`save_table`."""
+    import json
+
+    from safetensors.torch import load_file
+
+    t = load_file(f"{path}.safetensors")
+    meta = json.loads(Path(f"{path}.json").read_text())
+    table = ScoreTable(meta["views"], t["clean_stats"], t["clean_condition"])
+    for i, (fam, kind, sev, local, dice) in enumerate(meta["cells"]):
+        table.cells.append(
+            Cell(fam, kind, sev, local, t[f"cell{i}_stats"], t[f"cell{i}_condition"], dice)
+        )
+    return table
+
+
 def cell_seed(kind: str, severity: str, seed: int) -> int:
     """A stable seed from the cell's names (never from its position in a list)."""
     return zlib.crc32(f"loo|{kind}|{severity}|{seed}".encode())
@@ -132,11 +161,14 @@ def cell_aurocs(guard: Guard, table: ScoreTable, views: list[str]) -> dict[tuple
     """AUROC clean-vs-corrupted of the fused severity of ``views``, per (kind, severity)."""
     cols = [table.views.index(v) for v in views]
     cal = guard.calibrator
-    z0 = _significance(cal, table, table.clean_stats, table.clean_condition)
-    s0 = cal.decide_significance(*z0, cols)["severity"]
+
+    def severity(z: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        return cal.severity(z[:, cols].max(1).values, bins, cols)
+
+    s0 = severity(*_significance(cal, table, table.clean_stats, table.clean_condition))
     out = {}
     for c in table.cells:
-        s1 = cal.decide_significance(*_significance(cal, c, c.stats, c.condition), cols)["severity"]
+        s1 = severity(*_significance(cal, c, c.stats, c.condition))
         y = np.r_[np.zeros(len(s0)), np.ones(len(s1))]
         score = torch.cat([s0, s1]).clamp_max(1e6).numpy()
         out[(c.kind, c.severity)] = float(roc_auc_score(y, score))
@@ -285,6 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--test-variants", type=int, default=8, help="acquisition draws per test slice")
     p.add_argument("--seed", type=int, default=0, help="seed of the test draws and corruptions")
     p.add_argument("--out", default="results_loo", help="output folder")
+    p.add_argument("--table", help="reuse a score table saved by an earlier run (path stem)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     modality = args.modality or ("ct" if "ct" in str(args.data) else "mri")
@@ -294,12 +327,16 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = GuardConfig.profile(args.profile, image_size=args.size, views=list_views())
         guard = Guard.fit(args.data, cfg)
     size = guard.config.image_size
-    clean, fg = load_test(args.data, size, args.test_variants, args.seed)
-    table = build_table(guard, clean, fg, families_for(modality), args.seed)
-    result = run_protocol(guard, table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = Path(str(args.data)).name
+    if args.table:
+        table = load_table(Path(args.table))
+    else:
+        clean, fg = load_test(args.data, size, args.test_variants, args.seed)
+        table = build_table(guard, clean, fg, families_for(modality), args.seed)
+        save_table(table, out / f"table_{name}")
+    result = run_protocol(guard, table)
     atomic_write_json(out / f"loo_{name}.json", result)
     atomic_write_text(out / f"loo_{name}.md", loo_markdown(result, f"({name}, {size} px)"))
     print(loo_markdown(result, f"({name}, {size} px)"))

@@ -10,7 +10,9 @@ false-positive rate), and scored on the same test sets:
 
 Outputs in ``--out`` (default ``results/``), written atomically: ``results.json`` (schema in
 ``benchmarks/README.md``), ``results.md``, ``report.html`` (self-contained), ``roc_*.png``,
-``overlays_*.png``, ``generated_*.png``.
+``overlays_*.png``, ``generated_*.png``; with ``--protocol leave-one-out`` also
+``leave_one_out.md`` (unseen families beside seen ones) and a ``leave_one_out`` entry per data
+set in ``results.json``.
 
 Examples::
 
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from benchmarks.dataset_run import run_dataset
 from benchmarks.report import summary_table, write_outputs
+from safegen_guard.io import atomic_write_text
 
 __all__ = ["main", "SUITES"]
 
@@ -94,6 +97,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated baselines (default: plain_ae,dae,phanes,dia)",
     )
     p.add_argument("--no-generated", action="store_true", help="skip the generated-sample set")
+    p.add_argument(
+        "--protocol",
+        default="standard",
+        choices=["standard", "leave-one-out"],
+        help="leave-one-out also fits a guard with every candidate view and writes the "
+        "leave-one-family-out table (unseen families beside seen ones; benchmarks.loo)",
+    )
     p.add_argument("--quiet", action="store_true", help="no Lightning progress bars")
     p.add_argument(
         "--save-scores",
@@ -137,16 +147,50 @@ def main(argv: list[str] | None = None) -> dict:
         "datasets": {},
     }
     figures: dict[str, bytes] = {}
+    loo_tables = []
     for source in _sources(args):
         res, figs = run_dataset(source, args, suite, phase)
+        if args.protocol == "leave-one-out":
+            with phase(res["phase_seconds"], "leave_one_out"):
+                res["leave_one_out"], md = _leave_one_out(source, args, res["config"])
+            loo_tables.append(md)
         results["datasets"][res["data"]["name"]] = res
         figures.update(figs)
     results["wall_seconds"] = round(time.perf_counter() - t0, 1)
     out = Path(args.out)
     write_outputs(results, figures, out)
     print(summary_table(results))
+    if loo_tables:
+        text = "\n".join(loo_tables)
+        atomic_write_text(out / "leave_one_out.md", text)
+        print(text)
     print(f"wrote {out / 'results.json'}, results.md, report.html and {len(figures)} figures")
     return results
+
+
+def _leave_one_out(source: str, args: argparse.Namespace, config: dict) -> tuple[dict, str]:
+    """Fit a guard with every registered view and run the leave-one-family-out protocol."""
+    from benchmarks import loo
+    from benchmarks.families import families_for
+    from safegen_guard import Guard, GuardConfig
+    from safegen_guard.detector.registry import list_views
+
+    cfg = GuardConfig.from_dict({**_guard_fields(config), "views": list(list_views())})
+    guard = Guard.fit(source, cfg)
+    clean, fg = loo.load_test(source, cfg.image_size, config["test_variants"], args.seed)
+    modality = "ct" if "ct" in str(source) else "mri"
+    table = loo.build_table(guard, clean, fg, families_for(modality), args.seed)
+    result = loo.run_protocol(guard, table)
+    return result, loo.loo_markdown(result, f"({Path(str(source)).name}, {cfg.image_size} px)")
+
+
+def _guard_fields(config: dict) -> dict:
+    from dataclasses import fields
+
+    from safegen_guard import GuardConfig
+
+    names = {f.name for f in fields(GuardConfig)}
+    return {k: v for k, v in config.items() if k in names}
 
 
 if __name__ == "__main__":

@@ -27,10 +27,13 @@ The rule, in full (no anomalous image is ever needed):
 3b. **Severity.** The conformal p-value is a step function with a floor of ``1 / (n + 1)``:
    every clearly rejected image would get the same value. The verdict's ``score`` is
    therefore ``-log10`` of the same tail computed continuously
-   (:func:`tail_significance` of ``T`` against half B): equal to ``-log10 p`` up to the
-   interpolation between calibration values, strictly increasing in ``T``, and beyond the
-   largest calibration value it keeps growing with ``T`` (exponential tail), so rejects are
-   ranked by how far they lie outside everything real. The decision uses only ``p``.
+   (:func:`tail_significance` of ``T`` against half B), shifted per bin by a constant so that
+   it equals ``-log10(alpha)`` exactly at the bin's threshold ``t*``: strictly increasing in
+   ``T``, about ``-log10 p`` (the shift is the gap between ``alpha`` and the conformal level
+   at ``t*``, 0.02 for 384 calibration images), and beyond the largest calibration value it
+   keeps growing with ``T`` (exponential tail), so rejects are ranked by how far they lie
+   outside everything real. It agrees with the decision: ``unsafe`` iff
+   ``score > -log10(alpha)``.
 4. **Pixels.** Each view's map is divided by its 99th percentile on real foreground pixels;
    the combined map is the pixel-wise maximum; ``tau`` is its ``1 - pixel_fpr`` quantile on
    real foreground pixels. The reported map is ``a = c / (c + tau)`` in ``[0, 1)``, so the
@@ -362,6 +365,27 @@ class Calibrator(nn.Module):
         bins = self.assign_bins(condition)
         return self.decide_significance(self.standardise(stats.float(), bins), bins, columns)
 
+    def severity(
+        self, fused: torch.Tensor, bins: torch.Tensor, columns: list[int] | None = None
+    ) -> torch.Tensor:
+        """``[B]`` float64 severity (step 3b) of fused statistics ``[B]`` in their bins.
+
+        Args:
+            fused: ``[B]`` fused statistics (max tail significance over ``columns``).
+            bins: ``[B]`` bin indices.
+            columns: The views that were fused (default all).
+        """
+        cal_fused = self._cal_fused(columns)
+        t_star = self.thresholds(columns)
+        out = torch.zeros(len(fused), dtype=torch.float64)
+        for b in range(self.n_bins):
+            sel, ref = bins == b, self.cal_bin == b
+            if bool(sel.any()):
+                raw = tail_significance(cal_fused[ref], fused[sel])
+                at_threshold = tail_significance(cal_fused[ref], t_star[b : b + 1])
+                out[sel] = raw - at_threshold - math.log10(self.alpha)
+        return out
+
     def decide_significance(
         self, z: torch.Tensor, bins: torch.Tensor, columns: list[int] | None = None
     ) -> dict[str, torch.Tensor]:
@@ -377,13 +401,12 @@ class Calibrator(nn.Module):
         cal_fused = self._cal_fused(columns)
         fused = z.max(1).values
         p = torch.ones(len(fused), dtype=torch.float64)
-        severity = torch.zeros(len(fused), dtype=torch.float64)
+        severity = self.severity(fused, bins, columns)
         view_p = torch.ones(z.shape, dtype=torch.float64)
         for b in range(self.n_bins):
             sel, ref = bins == b, self.cal_bin == b
             if bool(sel.any()):
                 p[sel] = conformal_p_values(cal_fused[ref], fused[sel])
-                severity[sel] = tail_significance(cal_fused[ref], fused[sel])
                 for v in range(z.shape[1]):
                     view_p[sel, v] = conformal_p_values(cal_z[ref, v], z[sel, v])
         t = self.thresholds(columns)[bins]

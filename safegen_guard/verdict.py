@@ -25,8 +25,9 @@ class Verdict:
         score: ``[B]`` float, severity: ``-log10`` of the continuous tail of the fused
             statistic among real calibration images (about ``-log10(p_value)`` inside the
             calibration range, and still growing beyond it, so rejects are ranked; see
-            :mod:`safegen_guard.calibration` step 3b). Higher = more anomalous; ``inf`` for
-            non-finite images.
+            :mod:`safegen_guard.calibration` step 3b); ``unsafe`` iff
+            ``score > -log10(threshold)``. Higher = more anomalous; ``inf`` for non-finite
+            images.
         p_value: ``[B]`` float in ``(0, 1]``, calibrated on real held-out images: the share of
             real calibration images whose fused statistic is at least as extreme.
         unsafe: ``[B]`` bool, ``p_value <= alpha`` where ``alpha`` gives the requested

@@ -180,16 +180,20 @@ def test_calibrator_decide_fields_and_math():
     cal_fused = sig(stats_b).max(1).values
     stats = torch.randn(7, 3, generator=g) * 3
     d = cal.decide(stats, _zeros(stats))
+    t = conformal_threshold(cal_fused, 0.1)  # n = 39: k = 4
     assert set(d) == {"z", "fused", "p_value", "severity", "unsafe", "fired", "view_p", "bin"}
     assert d["z"].shape == (7, 3) and d["fired"].shape == (7, 3) and d["view_p"].shape == (7, 3)
     assert d["fused"].shape == d["p_value"].shape == d["unsafe"].shape == (7,)
     assert d["unsafe"].dtype == torch.bool and d["fired"].dtype == torch.bool
     z = sig(stats)
     torch.testing.assert_close(d["z"], z)
-    torch.testing.assert_close(d["severity"], tail_significance(cal_fused, z.max(1).values))
+    shift = -math.log10(0.1) - tail_significance(cal_fused, torch.tensor([t]))
+    want = tail_significance(cal_fused, z.max(1).values) + shift
+    torch.testing.assert_close(d["severity"], want)
+    # the severity agrees with the decision: unsafe iff score > -log10(alpha)
+    assert torch.equal(d["severity"] > -math.log10(0.1) + 1e-9, d["unsafe"])
     torch.testing.assert_close(d["fused"], z.max(1).values)
     torch.testing.assert_close(d["p_value"], conformal_p_values(cal_fused, z.max(1).values))
-    t = conformal_threshold(cal_fused, 0.1)  # n = 39: k = 4
     assert float(cal.thresholds()[0]) == pytest.approx(t)
     assert float(cal.thresholds()[0]) == pytest.approx(
         float(cal_fused.sort(descending=True).values[3])

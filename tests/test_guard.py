@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -36,6 +38,7 @@ def test_verdict_fields(tiny_guard, x6):
     # severity: ordered like the p-value (a smaller p-value never has a smaller score)
     smaller_p = v.p_value[:, None] < v.p_value[None, :]
     assert bool((v.score[:, None] > v.score[None, :])[smaller_p].all())
+    assert torch.equal(v.score > -math.log10(v.threshold) + 1e-9, v.unsafe)  # one rule
     assert v.threshold == tiny_guard.config.false_reject_rate == 0.05
     assert v.guard_fingerprint == tiny_guard.fingerprint and len(v.guard_fingerprint) == 16
     assert set(v.view_scores) == set(v.view_p_values) == set(tiny_guard.detector.view_names)

@@ -1,0 +1,138 @@
+"""Real slices prepared by other valid pipelines, and the clean false-reject-rate check.
+
+A guard must not reject real scans because a different but valid preparation was used. For
+the MNI152 test slices this module builds three alternative preparations of the same template
+(never seen by any guard's fit):
+
+* ``bicubic_p99``: bicubic anti-aliased resampling (instead of area averaging) and
+  normalisation by the 99.5th intensity percentile (instead of the maximum), clipped;
+* ``minmax_after_noise``: the project's acquisition simulation on the full-resolution slice,
+  then per-slice min-max normalisation after the noise (instead of before), area resampling;
+* ``tight_crop``: the field of view cropped to the head's bounding box plus a 6 % margin before
+  padding to square (a different crop/zoom).
+
+``python -m benchmarks.preparations --guard DIR`` reports the FRR on each, and on the test
+split's plain and augmented draws over several acquisition seeds, as JSON and Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from safegen_guard import Guard
+from safegen_guard.data.acquisition import realise_variants, resolve_acquisition
+from safegen_guard.data.foreground import (
+    axial_to_display,
+    interleaved_split,
+    pad_to_square,
+    resize_images,
+    resize_masks,
+)
+from safegen_guard.io import atomic_write_json, atomic_write_text
+
+__all__ = ["PREPARATIONS", "prepare_mni152", "clean_frr", "main"]
+
+PREPARATIONS = ("bicubic_p99", "minmax_after_noise", "tight_crop")
+
+
+def _slices(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-resolution display slices ``[N, 1, H, W]`` of the raw template and head masks."""
+    from safegen_guard.data.mni152 import _template
+
+    volume, mask, kept = _template()
+    idx = interleaved_split(kept, split)
+    x = torch.stack([axial_to_display(volume[..., z]) for z in idx])[:, None].float()
+    m = torch.stack([axial_to_display(mask[..., z]) for z in idx])[:, None].float()
+    return x, m
+
+
+def prepare_mni152(
+    name: str, size: int, variants: int = 4, seed: int = 0, split: str = "test"
+) -> torch.Tensor:
+    """``[N * variants, 1, size, size]`` slices of ``split`` prepared by pipeline ``name``.
+
+    Raises:
+        ValueError: unknown ``name``.
+    """
+    if name not in PREPARATIONS:
+        raise ValueError(f"unknown preparation {name!r}; choose from {list(PREPARATIONS)}")
+    x, m = _slices(split)
+    g = torch.Generator().manual_seed(seed)
+    acq = resolve_acquisition("default")
+    if name == "bicubic_p99":
+        x = x / torch.quantile(x.flatten(1), 0.995, dim=1).clamp_min(1e-6)[:, None, None, None]
+        x = F.interpolate(
+            pad_to_square(x.clamp(0, 1)), size=(size, size), mode="bicubic", antialias=True
+        ).clamp(0, 1)
+        ms = resize_masks(pad_to_square(m) > 0.5, size)
+        return realise_variants(x, ms, variants=variants, config=acq, augment=False, generator=g)[0]
+    if name == "minmax_after_noise":
+        x, m = pad_to_square(x), pad_to_square(m) > 0.5
+        noisy, _ = realise_variants(x, m, variants=variants, config=acq, augment=False, generator=g)
+        lo = noisy.flatten(1).min(1).values[:, None, None, None]
+        hi = noisy.flatten(1).max(1).values[:, None, None, None]
+        return resize_images((noisy - lo) / (hi - lo).clamp_min(1e-6), size).clamp(0, 1)
+    crops, masks = [], []
+    for img, msk in zip(x, m):
+        ys, xs = np.nonzero(msk[0].numpy())
+        margin = int(0.06 * max(img.shape[-2:]))
+        y0, y1 = max(0, ys.min() - margin), min(img.shape[-2], ys.max() + margin + 1)
+        x0, x1 = max(0, xs.min() - margin), min(img.shape[-1], xs.max() + margin + 1)
+        crops.append(resize_images(pad_to_square(img[None, :, y0:y1, x0:x1]), size))
+        masks.append(resize_masks(pad_to_square(msk[None, :, y0:y1, x0:x1]) > 0.5, size))
+    xs_, ms_ = torch.cat(crops).clamp(0, 1), torch.cat(masks)
+    return realise_variants(xs_, ms_, variants=variants, config=acq, augment=False, generator=g)[0]
+
+
+def clean_frr(guard: Guard, source: str, seeds: tuple[int, ...] = (11, 12, 13)) -> dict:
+    """False-reject rate on the test split: plain and augmented draws, per acquisition seed."""
+    from safegen_guard.data import load_dataset
+
+    size = guard.config.image_size
+    out: dict[str, list[float]] = {"plain": [], "augmented": []}
+    for s in seeds:
+        for key, aug in (("plain", False), ("augmented", True)):
+            x = load_dataset(source, "test", size, variants=4, augment=aug, seed=s).images
+            out[key].append(round(float(guard.evaluate(x).unsafe.float().mean()), 3))
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Command line: FRR of a saved guard on test draws and on the other preparations."""
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.preparations", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--guard", required=True, help="a saved guard folder")
+    p.add_argument("--data", default="mni152", help="the guard's data set")
+    p.add_argument("--out", default=None, help="folder for frr_<data>_<size>.json/.md")
+    args = p.parse_args(argv)
+    guard = Guard.load(args.guard)
+    size = guard.config.image_size
+    result = {"size": size, "data": args.data, "test_split": clean_frr(guard, args.data)}
+    if args.data == "mni152":
+        result["preparations"] = {
+            name: round(float(guard.evaluate(prepare_mni152(name, size)).unsafe.float().mean()), 3)
+            for name in PREPARATIONS
+        }
+    lines = [f"FRR ({args.data}, {size} px, requested {guard.config.false_reject_rate}):"]
+    for key, vals in result["test_split"].items():
+        lines.append(f"- test split, {key} draws (3 acquisition seeds): {vals}")
+    for key, val in result.get("preparations", {}).items():
+        lines.append(f"- other preparation `{key}`: {val}")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / f"frr_{args.data}_{size}.json", result)
+        atomic_write_text(out / f"frr_{args.data}_{size}.md", text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
