@@ -230,7 +230,7 @@ class Guard(nn.Module):
         check_images(
             x, channels=self.config.channels, size=self.config.image_size, allow_non_finite=True
         )
-        x = x.detach().to("cpu", torch.float32)
+        x = x.detach().to("cpu", torch.float32).contiguous()  # one layout: bitwise-stable scores
         finite = torch.isfinite(x).flatten(1).all(1)
         clean = torch.where(finite[:, None, None, None], x, torch.zeros_like(x))
         with torch.inference_mode(False), torch.no_grad():
@@ -355,6 +355,7 @@ class Guard(nn.Module):
             if "memorization" in meta:
                 guard.attach_memorization(MemorizationIndex.from_config(meta["memorization"]))
             guard.load_state_dict(tensors, strict=True)
+            guard.detector.channels_last()
         except (KeyError, ValueError, TypeError, RuntimeError) as err:
             msg = f"{directory} does not match this SAFEGEN version: {err}"
             raise CheckpointError(msg) from err

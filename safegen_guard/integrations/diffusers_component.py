@@ -89,6 +89,7 @@ class SafeGenGuardComponent(ModelMixin, ConfigMixin):
             CheckpointError: the tensors do not reproduce ``guard_fingerprint``.
         """
         expected = self.config.guard_fingerprint
+        self.guard.detector.channels_last()  # the loader may rebuild weights contiguously
         self.guard._fingerprint = ""  # recompute from the tensors actually loaded
         if expected and self.guard.fingerprint != expected:
             raise CheckpointError(
