@@ -25,7 +25,7 @@ from safegen_guard.io import atomic_write_bytes, atomic_write_json
 
 __all__ = ["FORMAT_VERSION", "write_checkpoint", "read_checkpoint"]
 
-FORMAT_VERSION = "2.0"
+FORMAT_VERSION = "3.0"  # 3: learned views, tail-significance calibration
 """Major version bumps when saved tensors change meaning. 2.0: the texture view gained
 fitted references (position and brightness); 1.x guards must be re-fitted."""
 META_NAME = "guard.json"
