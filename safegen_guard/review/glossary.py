@@ -17,6 +17,8 @@ REASONS: dict[str, str] = {
     "patterns, k-space spikes, aliasing)",
     "sharpness": "high frequencies are missing in some direction (blur, motion smearing)",
     "ring": "concentric structure in the residual (ring or Gibbs-like artifacts)",
+    "memorized": "the image is a near copy of one of the generator's training images "
+    "(privacy: see the nearest training file)",
     "non_finite": "the image contains NaN or infinite values",
 }
 
