@@ -54,9 +54,13 @@ class ServerThread:
         self.url = f"http://{host}:{self.server.server_port}/"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> str:
+    def start(self) -> str:
+        """Start serving in the background; return the URL."""
         self._thread.start()
         return self.url
+
+    def __enter__(self) -> str:
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

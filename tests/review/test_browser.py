@@ -91,14 +91,14 @@ def test_two_reader_study_with_a_server_restart(browser, tmp_path):
         context = browser.new_context()  # a fresh browser profile per reader
         page = context.new_page()
         server = ServerThread(create_study_app(folder))
-        page.goto(server.url)
+        page.goto(server.start())
         page.fill("#reader-input", reader)
         page.keyboard.press("Enter")
         _read(page, 3)
         port = server.server.server_port
         server.stop()  # the server goes away mid-study ...
         server = ServerThread(create_study_app(folder), port=port)  # ... and comes back
-        server.__enter__()
+        server.start()
         page.reload()  # the reader id is remembered by the browser
         page.wait_for_function("document.getElementById('progress').textContent !== ''")
         assert page.inner_text("#progress") == f"reading 4 of {total}"
