@@ -311,17 +311,38 @@ class Guard(nn.Module):
     # -------------------------------------------------------------- persistence
     @property
     def fingerprint(self) -> str:
-        """16-hex SHA-256 of the guard's tensors and configuration (in every verdict)."""
+        """16-hex SHA-256 of everything that decides a verdict (in every verdict).
+
+        Covers the configuration (thresholds, views, sizes), every tensor (weights, view
+        references, calibration), the explainer's class and configuration and the
+        memorization index's configuration.
+        """
         if not self._fingerprint:
             h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+            h.update(json.dumps(self._explainer_spec(), sort_keys=True, default=str).encode())
+            mem = self.memorization.config_dict() if self.memorization is not None else None
+            h.update(json.dumps(mem, sort_keys=True, default=str).encode())
             for k, v in sorted(self.state_dict().items()):
                 h.update(k.encode())
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
             self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
 
+    def _explainer_spec(self) -> dict | None:
+        if self.explainer is None:
+            return None
+        cls_ = type(self.explainer)
+        return {
+            "class": f"{cls_.__module__}.{cls_.__qualname__}",
+            "config": self.explainer.config_dict(),
+        }
+
     def save(self, directory: str | Path) -> Path:
-        """Save to ``directory`` (``guard.json`` + ``guard.safetensors``), atomically."""
+        """Save to ``directory`` (``guard.json`` + hash-named weights), durably.
+
+        An interrupted save (crash, full disk, ``kill -9``) leaves the folder loadable as the
+        guard saved there before, or as this one; see :mod:`safegen_guard.checkpoint`.
+        """
         meta = {
             "config": self.config.to_dict(),
             "views": self.detector.view_names,
@@ -329,11 +350,7 @@ class Guard(nn.Module):
             "guard_fingerprint": self.fingerprint,
         }
         if self.explainer is not None:
-            cls_ = type(self.explainer)
-            meta["explainer"] = {
-                "class": f"{cls_.__module__}.{cls_.__qualname__}",
-                "config": self.explainer.config_dict(),
-            }
+            meta["explainer"] = self._explainer_spec()
         if self.memorization is not None:
             meta["memorization"] = self.memorization.config_dict()
         checkpoint.write_checkpoint(directory, dict(self.state_dict()), meta)
@@ -341,25 +358,30 @@ class Guard(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path) -> Guard:
-        """Load a guard saved by :meth:`save` (no pickle; verified hash and version).
+        """Load a guard saved by :meth:`save` (no pickle; every byte and key verified).
 
         Raises:
-            CheckpointError: missing, tampered, corrupted or incompatible files.
+            CheckpointError: missing, tampered, corrupted or incompatible files, an explainer
+                class that is not one of SAFEGEN's, a fingerprint that is missing or differs.
         """
         tensors, meta = checkpoint.read_checkpoint(directory)
+        if not isinstance(meta.get("guard_fingerprint"), str):
+            raise CheckpointError(f"{directory}: guard.json records no guard_fingerprint")
         try:
             config = GuardConfig.from_dict(meta["config"])
-            guard = cls(config, data_fingerprint=meta.get("data_fingerprint", ""))
-            if "explainer" in meta:
+            guard = cls(config, data_fingerprint=str(meta.get("data_fingerprint", "")))
+            if meta.get("explainer") is not None:
                 guard.attach_explainer(_build_explainer(meta["explainer"]))
             if "memorization" in meta:
                 guard.attach_memorization(MemorizationIndex.from_config(meta["memorization"]))
             guard.load_state_dict(tensors, strict=True)
             guard.detector.channels_last()
-        except (KeyError, ValueError, TypeError, RuntimeError) as err:
+        except CheckpointError:
+            raise
+        except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as err:
             msg = f"{directory} does not match this SAFEGEN version: {err}"
             raise CheckpointError(msg) from err
-        if meta.get("guard_fingerprint") not in (None, guard.fingerprint):
+        if meta["guard_fingerprint"] != guard.fingerprint:
             raise CheckpointError(
                 f"{directory}: fingerprint {guard.fingerprint} differs from the recorded "
                 f"{meta['guard_fingerprint']}; refusing to load"
@@ -367,9 +389,20 @@ class Guard(nn.Module):
         return guard.eval()
 
 
-def _build_explainer(spec: dict) -> nn.Module:
-    """Rebuild an explainer from its saved ``{"class", "config"}`` (only SAFEGEN's own)."""
-    module_name, _, cls_name = str(spec["class"]).rpartition(".")
-    if not module_name.startswith("safegen_guard."):
-        raise CheckpointError(f"refusing to build explainer class {spec['class']!r}")
+EXPLAINER_CLASSES = ("safegen_guard.explain.explainer.GuardExplainer",)
+"""The explainer classes :meth:`Guard.load` may build (exact ``module.QualName``)."""
+
+
+def _build_explainer(spec: object) -> nn.Module:
+    """Rebuild an explainer from its saved ``{"class", "config"}`` (allow-listed classes only)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+        raise CheckpointError(
+            f"explainer spec must be {{'class', 'config': {{...}}}}, got {spec!r}"
+        )
+    name = spec.get("class")
+    if name not in EXPLAINER_CLASSES:
+        raise CheckpointError(
+            f"refusing to build explainer class {name!r}; allowed: {list(EXPLAINER_CLASSES)}"
+        )
+    module_name, _, cls_name = name.rpartition(".")
     return getattr(importlib.import_module(module_name), cls_name).from_config(spec["config"])

@@ -82,13 +82,20 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, exclusive: bool = False) -> Path:
     """Write ``data`` to ``path`` durably: temp file in the same folder, fsync, rename, fsync.
 
     Readers see either the old file or the complete new one, never a partial write. Parent
     folders are created. The file mode follows the umask (``0o666 & ~umask``).
 
+    Args:
+        path: the target file.
+        data: its complete new content.
+        exclusive: never replace an existing ``path`` (the temp file is hard-linked into
+            place, which fails if the name exists).
+
     Raises:
+        FileExistsError: ``exclusive`` and ``path`` exists.
         OSError: the data could not be written; the old file (if any) is untouched and the
             temporary file removed.
     """
@@ -102,12 +109,29 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if exclusive:
+            _link_new(tmp, path)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    """Give the finished temp file the name ``path`` unless that name exists already."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # pragma: no cover - file systems without hard links
+        if path.exists():
+            raise FileExistsError(f"{path} exists; refusing to overwrite it") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -120,9 +144,9 @@ def json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, exclusive: bool = False) -> Path:
     """Write ``obj`` as indented, key-sorted JSON (:func:`json_bytes`), atomically."""
-    return atomic_write_bytes(path, json_bytes(obj))
+    return atomic_write_bytes(path, json_bytes(obj), exclusive=exclusive)
 
 
 def append_jsonl(path: str | os.PathLike, records: list[dict[str, Any]]) -> Path:

@@ -233,8 +233,10 @@ def _colour_bar(width: int, cmap: str = "inferno") -> np.ndarray:
     return np.asarray(canvas)
 
 
-def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
+def save_png(array: np.ndarray, path: str | os.PathLike, *, exclusive: bool = False) -> Path:
     """Write a ``[H, W]`` or ``[H, W, 3]`` ``uint8`` array as a PNG, atomically.
+
+    ``exclusive=True`` refuses to replace an existing file (``FileExistsError``).
 
     Raises:
         ValueError: the array is not ``uint8`` of rank 2 or 3.
@@ -247,7 +249,7 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
         )
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(path, buf.getvalue(), exclusive=exclusive)
 
 
 def _as_2d(x: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -9,10 +9,23 @@ import torch
 from safetensors.torch import load_file
 
 from safegen_guard import Guard
-from safegen_guard.checkpoint import FORMAT_VERSION, read_checkpoint, write_checkpoint
+from safegen_guard.checkpoint import FORMAT_VERSION, meta_digest, read_checkpoint, write_checkpoint
 from safegen_guard.errors import CheckpointError
 
 MAJOR = int(FORMAT_VERSION.split(".")[0])
+
+
+def _reseal(folder, meta):
+    """Write ``meta`` as SAFEGEN would, with a matching meta_sha256 (a deliberate editor)."""
+    from safegen_guard.io import json_bytes
+
+    meta["meta_sha256"] = meta_digest(meta)
+    (folder / "guard.json").write_bytes(json_bytes(meta))
+
+
+def _weights(folder):
+    (path,) = folder.glob("guard-*.safetensors")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +56,18 @@ def test_round_trip_identical_verdicts_and_fingerprint(tiny_guard, tiny_real, sa
 
 
 def test_folder_contains_only_json_and_safetensors(saved, tiny_guard):
-    assert sorted(p.name for p in saved.iterdir()) == ["guard.json", "guard.safetensors"]
     meta = json.loads((saved / "guard.json").read_text())
+    assert meta["weights_file"] == f"guard-{meta['weights_sha256'][:16]}.safetensors"
+    assert sorted(p.name for p in saved.iterdir()) == sorted(["guard.json", meta["weights_file"]])
     assert meta["format_version"] == FORMAT_VERSION
     assert meta["guard_fingerprint"] == tiny_guard.fingerprint
     assert meta["views"] == tiny_guard.detector.view_names
-    tensors = load_file(str(saved / "guard.safetensors"))  # plain safetensors, no pickle
+    tensors = load_file(str(saved / meta["weights_file"]))  # plain safetensors, no pickle
     assert set(tensors) == set(tiny_guard.state_dict())
 
 
 def test_tampered_weights(copy):
-    w = copy / "guard.safetensors"
+    w = _weights(copy)
     data = bytearray(w.read_bytes())
     data[len(data) // 2] ^= 0x01
     w.write_bytes(bytes(data))
@@ -73,14 +87,17 @@ def test_other_major_format_version(copy):
 def test_minor_version_change_still_loads(copy, tiny_guard):
     meta = json.loads((copy / "guard.json").read_text())
     meta["format_version"] = f"{MAJOR}.7"
-    (copy / "guard.json").write_text(json.dumps(meta))
+    _reseal(copy, meta)
     assert Guard.load(copy).fingerprint == tiny_guard.fingerprint
 
 
-@pytest.mark.parametrize("name", ["guard.json", "guard.safetensors"])
+@pytest.mark.parametrize("name", ["guard.json", "guard-*.safetensors"])
 def test_missing_file(copy, name):
-    (copy / name).unlink()
-    with pytest.raises(CheckpointError, match=rf"not a SAFEGEN guard folder: .*{name} is missing"):
+    (path,) = copy.glob(name)
+    path.unlink()
+    with pytest.raises(
+        CheckpointError, match=rf"not a SAFEGEN guard folder: .*{path.name} is missing"
+    ):
         Guard.load(copy)
 
 
@@ -98,7 +115,7 @@ def test_garbage_json(copy):
 def test_recorded_fingerprint_mismatch(copy):
     meta = json.loads((copy / "guard.json").read_text())
     meta["guard_fingerprint"] = "0" * 16
-    (copy / "guard.json").write_text(json.dumps(meta))
+    _reseal(copy, meta)
     with pytest.raises(CheckpointError, match=r"differs from the recorded 0{16}"):
         Guard.load(copy)
 
@@ -106,7 +123,7 @@ def test_recorded_fingerprint_mismatch(copy):
 def test_incompatible_config(copy):
     meta = json.loads((copy / "guard.json").read_text())
     meta["config"]["colour"] = "blue"
-    (copy / "guard.json").write_text(json.dumps(meta))
+    _reseal(copy, meta)
     with pytest.raises(CheckpointError, match=r"does not match this SAFEGEN version"):
         Guard.load(copy)
 
@@ -118,10 +135,10 @@ def test_write_read_checkpoint_low_level(tmp_path):
     assert meta["hello"] == "world" and meta["weights_sha256"] == digest
     assert torch.equal(back["a"], tensors["a"]) and torch.equal(back["b"], tensors["b"])
     # a correct hash over bytes that are not safetensors
-    (tmp_path / "guard.safetensors").write_bytes(b"garbage")
+    _weights(tmp_path).write_bytes(b"garbage")
     import hashlib
 
     meta["weights_sha256"] = hashlib.sha256(b"garbage").hexdigest()
-    (tmp_path / "guard.json").write_text(json.dumps(meta))
+    _reseal(tmp_path, meta)
     with pytest.raises(CheckpointError, match=r"is not a valid safetensors file"):
         read_checkpoint(tmp_path)

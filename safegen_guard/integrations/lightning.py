@@ -16,7 +16,13 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from safegen_guard.guard import Guard
 from safegen_guard.integrations._gather import gather_verdicts
-from safegen_guard.integrations.audit import AuditLog, Quarantine
+from safegen_guard.integrations.audit import (
+    AuditLog,
+    Quarantine,
+    audit_invalid,
+    new_run_id,
+    recover,
+)
 from safegen_guard.integrations.loggers import log_verdict_images
 from safegen_guard.memorization.quarantine import store_nearest
 from safegen_guard.validation import (
@@ -159,12 +165,21 @@ class SafeGenCallback(Callback):
 
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Fail fast when the module cannot be sampled (a configuration error, always raised)."""
+        """Fail fast when the module cannot be sampled (a configuration error, always raised).
+
+        On rank zero, a new run id names this run's quarantined samples, and what a killed
+        earlier run left half-done in the audit log and quarantine is finished
+        (:func:`~safegen_guard.integrations.audit.recover`, logged as warnings).
+        """
         if self.sample_fn is None and not callable(getattr(pl_module, "sample", None)):
             raise TypeError(
                 f"SafeGenCallback needs `{type(pl_module).__name__}.sample(n, generator)` "
                 "returning [n, C, H, W] in [0, 1], or a `sample_fn`; got neither"
             )
+        if self.quarantine is not None:
+            self.quarantine.run_id = new_run_id()
+        if trainer.is_global_zero and self.audit is not None:
+            self._guarded("recovery", recover, self.quarantine, self.audit)
 
     def on_train_batch_end(
         self,
@@ -244,7 +259,7 @@ class SafeGenCallback(Callback):
     ) -> tuple[torch.Tensor | None, Verdict | None]:
         images = self._guarded("sampling", self._sample_batch, trainer, pl_module, index)
         if images is not None:
-            images = self._guarded("invalid_samples", self._check_samples, images)
+            images = self._guarded("invalid_samples", self._check_samples, images, trainer, index)
         verdict = (
             None if images is None else self._guarded("evaluation", self.guard.evaluate, images)
         )
@@ -296,15 +311,33 @@ class SafeGenCallback(Callback):
             raise TypeError(f"the sampler must return a torch.Tensor, got {type(x).__name__}")
         return x.detach().to("cpu", torch.float32)
 
-    def _check_samples(self, images: torch.Tensor) -> torch.Tensor:
+    def _check_samples(self, images: torch.Tensor, trainer: pl.Trainer, index: int) -> torch.Tensor:
         cfg = self.guard.config
-        return check_images(
-            images,
-            name="generated samples",
-            channels=cfg.channels,
-            size=cfg.image_size,
-            allow_non_finite=True,
-        )
+        try:
+            return check_images(
+                images,
+                name="generated samples",
+                channels=cfg.channels,
+                size=cfg.image_size,
+                allow_non_finite=True,
+            )
+        except (TypeError, ValueError) as err:
+            self._audit_invalid(images, err, trainer, index)
+            raise
+
+    def _audit_invalid(
+        self, images: torch.Tensor, err: Exception, trainer: pl.Trainer, index: int
+    ) -> None:
+        """Keep samples the guard cannot judge (raw tensor in quarantine + one audit line)."""
+        if self.audit is None:
+            return
+        run_id = self.quarantine.run_id if self.quarantine is not None else new_run_id()
+        rank, step = trainer.global_rank, trainer.global_step
+        audit_invalid(
+            self.audit, self.quarantine, images, err,
+            sample_id=f"{run_id}_step{step:08d}_check{index:05d}_rank{rank}_invalid",
+            step=step, rank=rank, source="lightning", extra={"check": index},
+        )  # fmt: skip
 
     def _log_metrics(
         self, pl_module: pl.LightningModule, verdict: Verdict | None, stage: str, errors: int
@@ -352,23 +385,46 @@ class SafeGenCallback(Callback):
         index: int,
         stage: str,
     ) -> None:
-        paths: dict[int, str] = {}
-        if self.quarantine is not None:
-            unsafe = (verdict.unsafe | verdict.memorized).nonzero().flatten().tolist()
-            stored = self.quarantine.store(
-                images, verdict, unsafe, f"step{step:08d}_check{index:05d}"
-            )
-            paths = {i: str(p) for i, p in zip(unsafe, stored)}
-            if self.guard.memorization is not None:  # each copy beside its training image
-                store_nearest(self.guard.memorization, verdict.select(unsafe), stored)
-        if self.audit is not None:
-            extra = [
-                {"check": index, "stage": stage, "quarantine_path": paths.get(i)}
-                for i in range(len(verdict))
-            ]
-            self.audit.write(
-                verdict, images, step=step, rank=ranks, source="lightning", extra=extra
-            )
+        """Quarantine the unsafe samples, then append every verdict (the commit point).
+
+        A sample that cannot be quarantined keeps its audit line (``quarantine_path`` null,
+        ``quarantine_error`` saying why); the failure is raised after the append.
+        """
+        if self.audit is None:
+            return
+        prefix = f"step{step:08d}_check{index:05d}"
+        run_id = self.quarantine.run_id if self.quarantine is not None else new_run_id()
+        extra = [
+            {"check": index, "stage": stage, "quarantine_path": None,
+             "sample_id": f"{run_id}_{prefix}_{i:04d}"}
+            for i in range(len(verdict))
+        ]  # fmt: skip
+        records = self.audit.records(
+            verdict, images, step=step, rank=ranks, source="lightning", extra=extra
+        )
+        failures: list[Exception] = []
+        stored: dict[int, Path] = {}
+        keep = (verdict.unsafe | verdict.memorized).nonzero().flatten().tolist()
+        for i in keep if self.quarantine is not None else []:
+            try:
+                stored[i] = self.quarantine.store_record(images[i], records[i])
+                records[i]["quarantine_path"] = str(stored[i])
+            except Exception as exc:  # the verdict is kept in the audit log below
+                records[i]["quarantine_error"] = f"{type(exc).__name__}: {exc}"
+                failures.append(exc)
+        if stored and self.guard.memorization is not None:  # each copy beside its training image
+            try:
+                store_nearest(
+                    self.guard.memorization, verdict.select(list(stored)), list(stored.values())
+                )
+            except Exception as exc:
+                failures.append(exc)
+        self.audit.append(records)
+        if failures:
+            raise RuntimeError(
+                f"{len(failures)} unsafe sample(s) could not be quarantined (first: "
+                f"{failures[0]}); their verdicts are in {self.audit.path}"
+            ) from failures[0]
 
     def _apply_action(self, trainer: pl.Trainer, unsafe_rate: float) -> None:
         if self.max_unsafe_rate is None:

@@ -62,15 +62,15 @@ def test_audit_log_validation(tmp_path):
 
 
 def test_quarantine_stores_png_and_verdict(tmp_path):
-    q = Quarantine(tmp_path / "q")
+    q = Quarantine(tmp_path / "q", run_id="runX")
     images, verdict = _images(), _verdict()
     paths = q.store(images, verdict, verdict.unsafe.nonzero().flatten(), "step00000007")
-    assert [p.name for p in paths] == ["step00000007_0001.png", "step00000007_0002.png"]
+    assert [p.name for p in paths] == ["runX_step00000007_0001.png", "runX_step00000007_0002.png"]
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == [
-        "step00000007_0001.json",
-        "step00000007_0001.png",
-        "step00000007_0002.json",
-        "step00000007_0002.png",
+        "runX_step00000007_0001.json",
+        "runX_step00000007_0001.png",
+        "runX_step00000007_0002.json",
+        "runX_step00000007_0002.png",
     ]  # no temp files left
     png = np.asarray(Image.open(paths[0]))
     np.testing.assert_array_equal(png, to_uint8(images[1, 0]))

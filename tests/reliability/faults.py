@@ -72,3 +72,25 @@ def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.Comple
         timeout=timeout,
         check=False,
     )
+
+
+def fit_tiny_generator(callback, tmp_path: Path, sample_fn_mode: str = "normal") -> None:  # noqa: ANN001
+    """One epoch of the tests' tiny generator (4 batches) with ``callback``; one check."""
+    import lightning.pytorch as pl
+
+    sys.path.insert(0, str(REPO / "tests" / "integrations"))
+    from tiny_generator import TinyGenerator, loaders
+
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+        callbacks=[callback],
+    )
+    trainer.fit(TinyGenerator(mode=sample_fn_mode), *loaders())
