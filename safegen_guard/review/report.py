@@ -62,7 +62,7 @@ def write_report(
         nav = _nav(names, k)
         body = (head if k == 0 else "<h1>SAFEGEN report</h1>") + nav
         body += f"<h2>Images {k * per_page + 1}-{k * per_page + len(chunk)} of {len(rows)}"
-        body += " (worst first)</h2>" + _image_rows(chunk, k * per_page) + nav
+        body += " (worst first)</h2>" + _image_rows(chunk, k * per_page) + nav + _glossary()
         atomic_write_text(folder / name, page(f"SAFEGEN report, page {k + 1}", body))
     return folder / "index.html"
 
@@ -100,11 +100,16 @@ def _summary(records: Sequence[dict], summary: dict, cal: Sequence[float], alpha
         + "<h2>Scores against real calibration scans</h2>"
         + f'<img alt="score distribution" src="{plot}">'
         + '<p class="small">score = -log10(p-value); real scans follow the grey histogram; '
-        + f"images right of the dashed line (p &lt;= {esc(alpha)}) are unsafe.</p>"
-        + "<h2>Glossary of reasons</h2>"
-        + table(["reason", "meaning"], REASONS.items())
-        + '<p class="small">Evidence panels: the image, the combined heatmap (or the anomaly '
-        + "map) with the mask contour in green, Grad-CAM and SHAP when explained, the mask.</p>"
+        + f"images right of the dashed line (p &lt;= {esc(alpha)}) are unsafe. "
+        + "Evidence panels: the image, the combined heatmap (or the anomaly map) with the mask "
+        + "contour in green, Grad-CAM and SHAP when explained, the mask. "
+        + '<a href="#glossary">Glossary of reasons</a>.</p>'
+    )
+
+
+def _glossary() -> str:
+    return '<h2 id="glossary">Glossary of reasons</h2>' + table(
+        ["reason", "meaning"], REASONS.items()
     )
 
 
