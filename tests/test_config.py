@@ -47,7 +47,7 @@ def test_profiles():
 
 def test_views_default_and_list_converted_to_tuple():
     assert GuardConfig().views == default_views()
-    assert {"fpi", "patch_density"} <= set(default_views())  # learned realism evidence
+    assert "patch_density" in default_views()  # learned realism evidence
     cfg = GuardConfig(views=["recon", "noise"])
     assert cfg.views == ("recon", "noise") and isinstance(cfg.views, tuple)
     hash(cfg)  # frozen dataclass with tuple fields is hashable

@@ -6,7 +6,7 @@ slices only with the foreign-patch task; one forward pass per batch serves them 
 ============= ================================================================== ======= =====
 view          statistic (higher = more anomalous)                                default map
 ============= ================================================================== ======= =====
-fpi           top-1% mean of the predicted foreign-patch blend factor            yes     yes
+fpi           top-1% mean of the predicted foreign-patch blend factor            no      yes
 patch_density top-1% mean of the nearest-neighbour distance of each patch's       yes     yes
               features to a coreset memory bank of real patches (PatchCore)
 ams           the seed's multi-scale feature distance A_ms between ``x`` and its  no      yes
@@ -218,7 +218,7 @@ class FeatureDistanceView(View):
 register_view(
     "fpi",
     lambda size: FPIView(),
-    default=True,
+    default=False,
     needs_realism=True,
     summary="foreign-patch evidence of the self-supervised realism network",
 )

@@ -425,8 +425,11 @@ def _register_builtins() -> None:
         ("sharpness", SharpnessView, "directional high-frequency deficit (motion blur)"),
         ("ring", RingView, "concentric structure around the centre"),
     )
+    # defaults: the union of the views the leave-one-family-out protocol chose on MRI and CT
+    # (python -m benchmarks.loo; docs/realism.md); spectrum and sharpness were never chosen
+    chosen = {"recon", "denoise", "noise", "texture", "ring"}
     for name, factory, summary in builtins:
-        register_view(name, factory, default=True, summary=summary)
+        register_view(name, factory, default=name in chosen, summary=summary)
 
 
 _register_builtins()
