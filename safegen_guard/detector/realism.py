@@ -29,16 +29,24 @@ __all__ = ["RealismNet", "RealismOutput", "foreign_patch_batch", "fpi_loss", "tr
 
 
 class RealismOutput:
-    """One forward pass of :class:`RealismNet`.
+    """The realism network on one batch; the decoder runs only if ``logits`` is read.
 
     Attributes:
-        logits: ``[B, 1, H, W]`` foreign-patch logits (``sigmoid`` = predicted blend factor).
-        features: encoder features at 1/2, 1/4 and 1/8 resolution, ``[B, C_l, H/2^l, W/2^l]``.
+        features: encoder features at 1/2, 1/4 and 1/8 resolution, ``[B, C_l, H/2^l, W/2^l]``
+            (all the patch-density and feature-distance views need).
     """
 
-    def __init__(self, logits: torch.Tensor, features: list[torch.Tensor]) -> None:
-        self.logits = logits
-        self.features = features
+    def __init__(self, net: RealismNet, encoded: list[torch.Tensor]) -> None:
+        self._net, self._encoded = net, encoded
+        self._logits: torch.Tensor | None = None
+        self.features = [f.contiguous() for f in encoded[1:]]
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """``[B, 1, H, W]`` foreign-patch logits (``sigmoid`` = predicted blend factor)."""
+        if self._logits is None:
+            self._logits = self._net.decode(self._encoded)
+        return self._logits
 
     @property
     def probability(self) -> torch.Tensor:
@@ -70,20 +78,24 @@ class RealismNet(nn.Module):
             act="relu",
         )
 
-    def forward(self, x: torch.Tensor) -> RealismOutput:
-        """``x`` ``[B, C, H, W]`` (``H, W`` divisible by 16) -> :class:`RealismOutput`.
-
-        Runs BasicUNet's own blocks in its order, keeping the encoder features.
-        """
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``x`` ``[B, C, H, W]`` -> encoder activations at full, 1/2, 1/4 and 1/8 resolution."""
         u = self.unet
         x0 = u.conv_0(x)
         x1 = u.down_1(x0)
         x2 = u.down_2(x1)
-        x3 = u.down_3(x2)
-        x4 = u.down_4(x3)
-        y = u.upcat_1(u.upcat_2(u.upcat_3(u.upcat_4(x4, x3), x2), x1), x0)
-        feats = [f.contiguous() for f in (x1, x2, x3)]
-        return RealismOutput(u.final_conv(y).contiguous(), feats)
+        return [x0, x1, x2, u.down_3(x2)]
+
+    def decode(self, encoded: list[torch.Tensor]) -> torch.Tensor:
+        """Encoder activations (:meth:`encode`) -> ``[B, 1, H, W]`` logits (BasicUNet's order)."""
+        u = self.unet
+        x0, x1, x2, x3 = encoded
+        y = u.upcat_1(u.upcat_2(u.upcat_3(u.upcat_4(u.down_4(x3), x3), x2), x1), x0)
+        return u.final_conv(y).contiguous()
+
+    def forward(self, x: torch.Tensor) -> RealismOutput:
+        """``x`` ``[B, C, H, W]`` (``H, W`` divisible by 16) -> :class:`RealismOutput`."""
+        return RealismOutput(self, self.encode(x))
 
 
 def foreign_patch_batch(
