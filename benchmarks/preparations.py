@@ -6,10 +6,11 @@ the MNI152 test slices this module builds three alternative preparations of the 
 
 * ``bicubic_p99``: bicubic anti-aliased resampling (instead of area averaging) and
   normalisation by the 99.5th intensity percentile (instead of the maximum), clipped;
-* ``minmax_after_noise``: the project's acquisition simulation on the full-resolution slice,
-  then per-slice min-max normalisation after the noise (instead of before), area resampling;
-* ``tight_crop``: the field of view cropped to the head's bounding box plus a 6 % margin before
-  padding to square (a different crop/zoom).
+* ``minmax_after_noise``: the project's acquisition simulation, then per-slice min-max
+  normalisation after the noise (instead of clipping to the template's range);
+* ``tight_crop``: the volume cropped to the head's bounding box (over all slices) plus a 6 %
+  margin before padding to square, as pipelines that crop to the non-zero region do (a
+  different field of view: the head appears about 10 % larger).
 
 ``python -m benchmarks.preparations --guard DIR`` reports the FRR on each, and on the test
 split's plain and augmented draws over several acquisition seeds, as JSON and Markdown.
@@ -72,20 +73,21 @@ def prepare_mni152(
         ms = resize_masks(pad_to_square(m) > 0.5, size)
         return realise_variants(x, ms, variants=variants, config=acq, augment=False, generator=g)[0]
     if name == "minmax_after_noise":
-        x, m = pad_to_square(x), pad_to_square(m) > 0.5
-        noisy, _ = realise_variants(x, m, variants=variants, config=acq, augment=False, generator=g)
+        x = resize_images(pad_to_square(x), size)
+        ms = resize_masks(pad_to_square(m) > 0.5, size)
+        noisy, _ = realise_variants(
+            x, ms, variants=variants, config=acq, augment=False, generator=g
+        )
         lo = noisy.flatten(1).min(1).values[:, None, None, None]
         hi = noisy.flatten(1).max(1).values[:, None, None, None]
-        return resize_images((noisy - lo) / (hi - lo).clamp_min(1e-6), size).clamp(0, 1)
-    crops, masks = [], []
-    for img, msk in zip(x, m):
-        ys, xs = np.nonzero(msk[0].numpy())
-        margin = int(0.06 * max(img.shape[-2:]))
-        y0, y1 = max(0, ys.min() - margin), min(img.shape[-2], ys.max() + margin + 1)
-        x0, x1 = max(0, xs.min() - margin), min(img.shape[-1], xs.max() + margin + 1)
-        crops.append(resize_images(pad_to_square(img[None, :, y0:y1, x0:x1]), size))
-        masks.append(resize_masks(pad_to_square(msk[None, :, y0:y1, x0:x1]) > 0.5, size))
-    xs_, ms_ = torch.cat(crops).clamp(0, 1), torch.cat(masks)
+        return ((noisy - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1)
+    head = m.amax(0)[0] > 0.5  # the volume's head extent, over all slices of the split
+    ys, xs = np.nonzero(head.numpy())
+    margin = int(0.06 * max(x.shape[-2:]))
+    y0, y1 = max(0, ys.min() - margin), min(x.shape[-2], ys.max() + margin + 1)
+    x0, x1 = max(0, xs.min() - margin), min(x.shape[-1], xs.max() + margin + 1)
+    xs_ = resize_images(pad_to_square(x[..., y0:y1, x0:x1]), size).clamp(0, 1)
+    ms_ = resize_masks(pad_to_square(m[..., y0:y1, x0:x1]) > 0.5, size)
     return realise_variants(xs_, ms_, variants=variants, config=acq, augment=False, generator=g)[0]
 
 
