@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
+import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ __all__ = ["main", "build_parser", "read_images"]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _ARRAY_SUFFIXES = (".npy", ".pt")
+_SUFFIXES = _IMAGE_SUFFIXES + _ARRAY_SUFFIXES
 _EXPLAINER_STEPS = {"tiny": 100, "quick": 1500, "full": 3000}
 
 
@@ -121,7 +124,20 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="resize images whose size differs from the guard's (default: skip them)",
     )
-    s.add_argument("--batch-size", type=int, default=64, help="images per scoring chunk")
+    s.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="images per scoring chunk (>= 1)"
+    )
+
+
+def _positive_int(text: str) -> int:
+    """Parse an int >= 1 for argparse (``0`` and negatives are usage errors, not defaults)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,18 +201,40 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _expand(inputs: Sequence[str]) -> list[Path]:
+def _expand(inputs: Sequence[str]) -> tuple[list[Path], list[dict]]:
+    """Files to score, and the inputs that gave none (``{"path", "error"}`` each).
+
+    A glob pattern that matches nothing, a path that does not exist and a dangling symbolic
+    link (given, or found in a folder) are reported, never read as a literal file name.
+    """
     paths: list[Path] = []
+    skipped: list[dict] = []
     for item in inputs:
-        matches = sorted(glob.glob(item)) or [item]
-        for m in map(Path, matches):
-            if m.is_dir():
-                paths += sorted(
-                    q for q in m.rglob("*") if q.suffix.lower() in _IMAGE_SUFFIXES + _ARRAY_SUFFIXES
-                )
+        matches = sorted(glob.glob(item))
+        if not matches:
+            if glob.has_magic(item):
+                reason = "the glob pattern matched no files"
+            elif os.path.islink(item):
+                reason = f"dangling symbolic link (to {os.readlink(item)!r})"
             else:
-                paths.append(m)
-    return paths
+                reason = "no such file or folder"
+            skipped.append({"path": item, "error": reason})
+        for m in map(Path, matches):
+            found = (
+                sorted(q for q in m.rglob("*") if q.suffix.lower() in _SUFFIXES)
+                if m.is_dir()
+                else [m]
+            )
+            for q in found:
+                if q.is_symlink() and not q.exists():
+                    skipped.append(
+                        {"path": str(q), "error": f"dangling symbolic link (to {os.readlink(q)!r})"}
+                    )
+                elif q.is_dir():
+                    continue
+                else:
+                    paths.append(q)
+    return paths, skipped
 
 
 def read_images(path: Path) -> torch.Tensor:
@@ -220,7 +258,14 @@ def read_images(path: Path) -> torch.Tensor:
     elif suffix == ".npy":
         t = torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32))
     elif suffix == ".pt":
-        t = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            t = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+            raise ValueError(
+                f"{path} is not a plain tensor file: torch refused it with weights_only=True "
+                f"({type(err).__name__}; it holds pickled Python objects or is damaged); not "
+                "loaded, since loading it otherwise could run code"
+            ) from err
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"expected a tensor in {path}, got {type(t).__name__}")
         t = t.float()
@@ -241,22 +286,21 @@ def _score(args: argparse.Namespace) -> int:
 
     from safegen_guard import Guard
     from safegen_guard.errors import NotFittedError
+    from safegen_guard.integrations.audit import new_run_id
     from safegen_guard.io import append_jsonl, atomic_write_json
     from safegen_guard.review.outputs import PanelWriter, calibration_scores, resize_to
 
+    out = _output_folder(args.out)  # before any work
     guard = Guard.load(args.guard)
     if args.explain and guard.explainer is None:
         raise NotFittedError(
             f"{args.guard} has no explainer; refit it with `safegen fit` (without --no-explainer)"
         )
-    out = Path(args.out)
-    paths = _expand(args.inputs)
-    if not paths:
-        print(f"safegen: error: no input files matched {list(args.inputs)}", file=sys.stderr)
-        return 2
+    paths, skipped = _expand(args.inputs)
+    run_id = new_run_id()  # tags this run's lines in verdicts.jsonl and names its panels
     which = "all" if args.report else args.overlays
-    panels = PanelWriter(out / "overlays")
-    size, run_records, skipped = guard.config.image_size, [], []
+    panels = PanelWriter(out / "overlays" / run_id)
+    size, run_records, n_inputs = guard.config.image_size, [], len(paths) + len(skipped)
     for path in tqdm(paths, desc="scoring", unit="file"):
         try:
             x = read_images(path)
@@ -267,19 +311,20 @@ def _score(args: argparse.Namespace) -> int:
             continue
         records = []
         for i, v in enumerate(verdicts):
-            r = {**v.to_records()[0], "index": i, "path": str(path)}
+            r = {**v.to_records()[0], "index": i, "path": str(path), "run_id": run_id}
             if r.get("nearest_index") is not None and guard.memorization is not None:
                 r["nearest_training_file"] = guard.memorization.labels[r["nearest_index"]]
             if which == "all" or (which == "unsafe" and r["unsafe"]):
                 name = panels.name_for(path, i, len(verdicts))
                 panels.write(x[i], v, name)
-                r["overlay"] = f"overlays/{name}"
+                r["overlay"] = f"overlays/{run_id}/{name}"
             records.append(r)
         append_jsonl(out / "verdicts.jsonl", records)
         run_records += records
-    _report_skipped(skipped, len(paths), size)
+    _report_skipped(skipped, n_inputs, size)
     n_unsafe = sum(r["unsafe"] for r in run_records)
     summary = {
+        "run_id": run_id,
         "images": len(run_records),
         "unsafe": n_unsafe,
         "skipped_files": len(skipped),
@@ -298,12 +343,28 @@ def _score(args: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k not in ("skipped", "memorized")}))
     for c in summary["memorized"]:
         print(f"copy: {c['path']}[{c['index']}] ~ {c['nearest_training_file']}", file=sys.stderr)
+    if not paths:
+        print(f"safegen: error: no input files matched {list(args.inputs)}", file=sys.stderr)
     return 0 if run_records else 2
 
 
 def _copy_entry(record: dict) -> dict:
     keys = ("path", "index", "nearest_training_file", "copy_p_value")
     return {k: record.get(k) for k in keys}
+
+
+def _output_folder(out: str) -> Path:
+    """The ``--out`` folder, created; an error before any work if it cannot be one."""
+    from safegen_guard.errors import InputValidationError
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise InputValidationError(f"--out must be a folder, got the existing file {path}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputValidationError(f"--out {path} cannot be created: {err}") from err
+    return path
 
 
 def _evaluate(guard, x: torch.Tensor, batch_size: int, explain: bool) -> list:  # noqa: ANN001

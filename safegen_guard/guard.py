@@ -23,7 +23,7 @@ from safegen_guard.detector.training import train_autoencoder
 from safegen_guard.errors import CheckpointError, NotFittedError
 from safegen_guard.memorization.index import MemorizationConfig, MemorizationIndex
 from safegen_guard.memorization.verdicts import add_copy_check
-from safegen_guard.validation import check_images
+from safegen_guard.validation import check_images, check_positive_int
 from safegen_guard.verdict import Verdict
 
 __all__ = ["Guard"]
@@ -230,6 +230,8 @@ class Guard(nn.Module):
         check_images(
             x, channels=self.config.channels, size=self.config.image_size, allow_non_finite=True
         )
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size")
         x = x.detach().to("cpu", torch.float32).contiguous()  # one layout: bitwise-stable scores
         finite = torch.isfinite(x).flatten(1).all(1)
         clean = torch.where(finite[:, None, None, None], x, torch.zeros_like(x))

@@ -84,10 +84,12 @@ def test_score_writes_overlays(inputs, guard_dir, tmp_path, capsys):
     (out / "verdicts.jsonl").write_text('{"path": "earlier"}\n')
     records, _ = _run_score(inputs, guard_dir, out, "all", capsys)
     assert len(records) == 6 and records[0] == {"path": "earlier"}  # appended, not rewritten
-    names = sorted(p.name for p in (out / "overlays").iterdir())
+    (run,) = [p.name for p in (out / "overlays").iterdir()]  # one folder per run
+    assert {r["run_id"] for r in records[1:]} == {run}
+    names = sorted(p.name for p in (out / "overlays" / run).iterdir())
     assert names == ["batch_0.png", "batch_1.png", "img0.png", "img1.png", "img2.png"]
-    assert {r["overlay"] for r in records[1:]} == {f"overlays/{n}" for n in names}
-    with Image.open(out / "overlays" / "img0.png") as im:  # image | anomaly map | mask, legend
+    assert {r["overlay"] for r in records[1:]} == {f"overlays/{run}/{n}" for n in names}
+    with Image.open(out / "overlays" / run / "img0.png") as im:  # image | map | mask, legend
         assert im.size[0] >= 3 * 128 and im.size[1] >= 128
     assert all(r["maps"] == ["anomaly_map", "mask"] for r in records[1:])
 

@@ -88,6 +88,9 @@ def find_items(paths: Sequence[Path]) -> list[tuple[str, Path]]:
         if not root.exists():
             raise DataLoadError(f"path does not exist: {str(root)!r}")
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for link in [] if root.is_file() else root.rglob("*"):
+            if link.is_symlink() and not link.exists():
+                warnings.warn(f"skipping dangling symbolic link {str(link)!r}", stacklevel=3)
         for f in files:
             if f.name.startswith("."):
                 continue
@@ -111,6 +114,11 @@ def _read(kind: str, path: Path) -> np.ndarray:
     if kind == "image":  # PILReader gives [C, W, H]
         grey = torch.as_tensor(image).float().mean(0).numpy()  # [W, H]
         return np.ascontiguousarray(grey[:, ::-1, None])  # axial_to_display gives back [H, W]
+    if kind != "image" and image.ndim == 4 and image.shape[0] > 1:
+        raise ValueError(
+            f"a 4-D volume ({image.shape[0]} volumes of {tuple(image.shape[1:])}); SAFEGEN reads "
+            "3-D volumes: split it (e.g. `fslsplit`) and pass the volume to use"
+        )
     if image.ndim == 3:
         image = image[..., None]
     image = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(image)

@@ -72,8 +72,9 @@ def test_random_kills_inside_save_leave_old_or_new(tiny_guard, tmp_path):
         "runpy.run_path(sys.argv[0], run_name='__main__')"
     )
     driver = os.path.join(os.path.dirname(__file__), "save_driver.py")
-    proc = run_python(code, driver, str(guard_dir), str(tmp_path / "work"), str(TRIALS), "0",
-                      timeout=600)  # fmt: skip
+    proc = run_python(
+        code, driver, str(guard_dir), str(tmp_path / "work"), str(TRIALS), "0", timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     print(json.dumps(res))

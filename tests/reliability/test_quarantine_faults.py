@@ -26,8 +26,9 @@ def test_two_runs_into_one_quarantine_keep_every_image(tiny_guard, tmp_path):
     """Main: 2 runs gave 16 records but 8 PNGs (the second run overwrote the first's)."""
     qdir = tmp_path / "q"
     for seed in (0, 1):  # different seeds: different images under the same step/check
-        cb = SafeGenCallback(tiny_guard, num_samples=8, sample_fn=_noise, seed=seed,
-                             quarantine_dir=qdir)  # fmt: skip
+        cb = SafeGenCallback(
+            tiny_guard, num_samples=8, sample_fn=_noise, seed=seed, quarantine_dir=qdir
+        )
         fit_tiny_generator(cb, tmp_path)
     records = read_jsonl(qdir / "audit.jsonl")
     unsafe = [r for r in records if r["unsafe"]]
@@ -45,8 +46,9 @@ def test_two_runs_into_one_quarantine_keep_every_image(tiny_guard, tmp_path):
 def test_quarantine_failure_keeps_every_audit_record(tiny_guard, tmp_path):
     """Main: a quarantine folder that became a file lost all 8 verdicts of the check."""
     qdir, log = tmp_path / "q", tmp_path / "logs" / "audit.jsonl"
-    cb = SafeGenCallback(tiny_guard, num_samples=8, sample_fn=_noise, quarantine_dir=qdir,
-                         audit_log=log)  # fmt: skip
+    cb = SafeGenCallback(
+        tiny_guard, num_samples=8, sample_fn=_noise, quarantine_dir=qdir, audit_log=log
+    )
     qdir.write_text("not a folder")  # the folder is gone and a file took its name
     with pytest.warns(RuntimeWarning, match=r"audit failed .*could not be quarantined"):
         fit_tiny_generator(cb, tmp_path)
@@ -54,8 +56,9 @@ def test_quarantine_failure_keeps_every_audit_record(tiny_guard, tmp_path):
     assert len(records) == 8
     unsafe = [r for r in records if r["unsafe"]]
     assert unsafe and all(r["quarantine_path"] is None for r in unsafe)
-    assert all(r["quarantine_error"].startswith(("FileExistsError", "NotADirectoryError"))
-               for r in unsafe)  # fmt: skip
+    assert all(
+        r["quarantine_error"].startswith(("FileExistsError", "NotADirectoryError")) for r in unsafe
+    )
     assert cb.errors_by_kind == {"audit": 1}
 
 
@@ -95,7 +98,8 @@ def test_quarantine_never_overwrites(tmp_path):
     q.store_record(img, {"sample_id": "runA_x_0000"})
     with pytest.raises(FileExistsError):
         q.store_record(torch.zeros(1, 8, 8), {"sample_id": "runA_x_0000"})
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "runA_x_0000.png")),
-                                  to_uint8(img[0]))  # fmt: skip
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "runA_x_0000.png")), to_uint8(img[0])
+    )
     with pytest.raises(ValueError, match=r"`record\['sample_id'\]` must match"):
         q.store_record(img, {"sample_id": "../escape"})
