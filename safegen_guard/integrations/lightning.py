@@ -181,6 +181,29 @@ class SafeGenCallback(Callback):
         if trainer.is_global_zero and self.audit is not None:
             self._guarded("recovery", recover, self.quarantine, self.audit)
 
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Remember the check and batch counts, to tell at the end whether this fit checked."""
+        self._fit_start = (self.checks, self.batches)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Warn when this fit ended without a single check: its samples were never judged.
+
+        A schedule that never fires (``every_n_steps`` above the batches run, ``every_n_epochs``
+        above the epochs run) must not pass for a clean run with no metrics. (A check that
+        raised is counted in ``<prefix>/errors`` and warned about on its own.)
+        """
+        checks0, batches0 = getattr(self, "_fit_start", (0, 0))
+        if self.checks > checks0:
+            return
+        rank_zero_warn(
+            f"SafeGenCallback ran no check during this fit ({self.batches - batches0} training "
+            f"batch(es), {trainer.current_epoch} epoch(s) done; every_n_steps="
+            f"{self.every_n_steps}, every_n_epochs={self.every_n_epochs}): no "
+            f"`{self.prefix}/*` metric was logged and no sample was judged; lower "
+            "`every_n_steps` / `every_n_epochs` or train longer",
+            category=RuntimeWarning,
+        )
+
     def on_train_batch_end(
         self,
         trainer: pl.Trainer,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -107,6 +108,27 @@ def test_nan_generator_gives_non_finite_verdicts(tiny_guard, tmp_path):
     assert float(m["safegen/unsafe_rate"]) == 1.0
     assert float(m["safegen/reason/non_finite"]) == 4
     assert float(m["safegen/errors"]) == 0 and math.isnan(float(m["safegen/score_mean"]))
+
+
+@pytest.mark.parametrize(
+    "schedule", [{"every_n_epochs": 3}, {"every_n_steps": 50, "every_n_epochs": None}]
+)
+def test_a_fit_without_a_single_check_warns(tiny_guard, tmp_path, schedule):
+    model = TinyGenerator()
+    cb = SafeGenCallback(tiny_guard, num_samples=2, **schedule)
+    with pytest.warns(RuntimeWarning, match="ran no check during this fit") as record:
+        _trainer(tmp_path, [cb], max_epochs=1).fit(model, *loaders())
+    assert cb.checks == 0 and model.sample_calls == []
+    assert any("4 training batch(es)" in str(w.message) for w in record)
+
+
+def test_a_fit_with_checks_does_not_warn_about_missing_checks(tiny_guard, tmp_path):
+    cb = SafeGenCallback(tiny_guard, num_samples=2)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        _trainer(tmp_path, [cb], max_epochs=1).fit(TinyGenerator(), *loaders())
+    assert cb.checks == 1
+    assert not [w for w in record if "ran no check" in str(w.message)]
 
 
 def _boom(pl_module, n, generator):
