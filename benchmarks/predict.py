@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from safegen_guard.io import atomic_write_json, atomic_write_text
+from safegen_guard.summary import summarize
 
 __all__ = ["GuardPredictor", "VerdictWriter", "IndexedImages", "predict", "main"]
 
@@ -121,15 +122,12 @@ def predict(
         return None
     rows = _merge(out)
     atomic_write_text(out / "verdicts.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    reasons: dict[str, int] = {}
-    for r in rows:
-        for reason in r["reasons"]:
-            reasons[reason] = reasons.get(reason, 0) + 1
+    stats = summarize(rows)
     summary = {
         "n": len(rows),
-        "n_unsafe": sum(r["unsafe"] for r in rows),
-        "unsafe_rate": sum(r["unsafe"] for r in rows) / max(len(rows), 1),
-        "reasons": reasons,
+        "n_unsafe": int(stats["num_unsafe"]),
+        "unsafe_rate": stats["unsafe_rate"],
+        "reasons": {k[7:]: int(v) for k, v in stats.items() if k.startswith("reason/")},
         "world_size": trainer.world_size,
         "guard_fingerprint": getattr(guard, "fingerprint", ""),
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
 import pickle
 import sys
@@ -289,6 +290,8 @@ def _score(args: argparse.Namespace) -> int:
     from safegen_guard.integrations.audit import new_run_id
     from safegen_guard.io import append_jsonl, atomic_write_json
     from safegen_guard.review.outputs import PanelWriter, calibration_scores, resize_to
+    from safegen_guard.summary import summarize
+    from safegen_guard.verdict import Verdict
 
     out = _output_folder(args.out)  # before any work
     guard = Guard.load(args.guard)
@@ -301,6 +304,7 @@ def _score(args: argparse.Namespace) -> int:
     which = "all" if args.report else args.overlays
     panels = PanelWriter(out / "overlays" / run_id)
     size, run_records, n_inputs = guard.config.image_size, [], len(paths) + len(skipped)
+    schema = Verdict  # the class of the verdicts scored (its fields decide the summary)
     for path in tqdm(paths, desc="scoring", unit="file"):
         try:
             x = read_images(path)
@@ -311,6 +315,7 @@ def _score(args: argparse.Namespace) -> int:
             continue
         records = []
         for i, v in enumerate(verdicts):
+            schema = type(v)
             r = {**v.to_records()[0], "index": i, "path": str(path), "run_id": run_id}
             if r.get("nearest_index") is not None and guard.memorization is not None:
                 r["nearest_training_file"] = guard.memorization.labels[r["nearest_index"]]
@@ -322,16 +327,17 @@ def _score(args: argparse.Namespace) -> int:
         append_jsonl(out / "verdicts.jsonl", records)
         run_records += records
     _report_skipped(skipped, n_inputs, size)
-    n_unsafe = sum(r["unsafe"] for r in run_records)
+    stats = summarize(run_records, schema=schema)
     summary = {
         "run_id": run_id,
         "images": len(run_records),
-        "unsafe": n_unsafe,
+        "unsafe": int(stats["num_unsafe"]),
         "skipped_files": len(skipped),
-        "unsafe_rate": n_unsafe / max(len(run_records), 1),
+        "unsafe_rate": stats["unsafe_rate"],
         "memorized": [_copy_entry(r) for r in run_records if r.get("memorized")],
         "guard": guard.fingerprint,
         "skipped": skipped,
+        "statistics": {k: None if math.isnan(v) else v for k, v in stats.items()},
     }
     atomic_write_json(out / "summary.json", summary)
     if args.report:
@@ -340,7 +346,8 @@ def _score(args: argparse.Namespace) -> int:
         cal = calibration_scores(guard)
         index = write_report(out, run_records, summary, cal, threshold=guard.calibrator.alpha)
         print(f"report: {index}", file=sys.stderr)
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("skipped", "memorized")}))
+    hidden = ("skipped", "memorized", "statistics")
+    print(json.dumps({k: v for k, v in summary.items() if k not in hidden}))
     for c in summary["memorized"]:
         print(f"copy: {c['path']}[{c['index']}] ~ {c['nearest_training_file']}", file=sys.stderr)
     if not paths:

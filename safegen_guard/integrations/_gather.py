@@ -1,118 +1,131 @@
-"""All-gather per-rank verdicts into one batch (padded to equal sizes so gloo never aborts)."""
+"""All-gather per-rank images and verdicts into one batch, every verdict field included.
+
+Each rank packs its images and its whole :class:`~safegen_guard.verdict.Verdict` into one
+byte tensor (safetensors for the tensors, JSON metadata for the rest: no pickle), the packed
+sizes are gathered first, every rank pads to the largest (uneven sizes abort gloo), and the
+payloads are gathered and unpacked. Which fields exist and how they concatenate comes from
+the verdict's field declarations, so a new field crosses ranks with no change here.
+"""
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
+import json
+from collections.abc import Callable
+from typing import Any
+
 import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
-from safegen_guard.guard import Guard
-from safegen_guard.verdict import Verdict
+from safegen_guard.verdict import Verdict, verdict_schema
 
-__all__ = ["gather_verdicts"]
+__all__ = ["AllGather", "gather_verdicts", "lightning_all_gather", "pack", "unpack"]
+
+AllGather = Callable[[torch.Tensor], torch.Tensor]
+"""``all_gather(t) -> [world, *t.shape]``, called on every rank with the same shape."""
+
+
+def lightning_all_gather(pl_module: Any) -> AllGather:
+    """``pl_module.all_gather`` with the world dimension always present (also alone)."""
+
+    def gather(t: torch.Tensor) -> torch.Tensor:
+        out = pl_module.all_gather(t.to(pl_module.device))
+        return out.cpu() if out.ndim > t.ndim else out.cpu().unsqueeze(0)
+
+    return gather
 
 
 def gather_verdicts(
-    pl_module: pl.LightningModule,
-    guard: Guard,
+    all_gather: AllGather,
     images: torch.Tensor | None,
     verdict: Verdict | None,
-    capacity: int,
     errors: int,
+    *,
+    verdict_cls: type[Verdict] | None = None,
 ) -> tuple[torch.Tensor | None, Verdict | None, list[int], int]:
     """Collect every rank's images and verdicts; must be called on every rank.
 
     Args:
-        pl_module: the module whose ``all_gather`` is used (``(world, ...)`` under DDP).
-        guard: the guard that produced the verdicts (fixes shapes and reason names).
+        all_gather: the collective (e.g. :func:`lightning_all_gather` of the module).
         images: ``[n, C, S, S]`` this rank's images, or ``None`` when its check failed.
-        verdict: their verdicts, or ``None``.
-        capacity: the largest ``n`` any rank can have (rows are padded to it).
+        verdict: their verdicts (every field is carried), or ``None``.
         errors: this rank's error count (summed over ranks).
+        verdict_cls: the class to rebuild verdicts as (default: the local verdict's class,
+            or :class:`Verdict` on a rank without one).
 
     Returns:
         ``(images [N, C, S, S], verdict of N, rank of each image, total errors)`` identical on
         every rank; images and verdict are ``None`` when no rank produced samples.
     """
-    packed = _pack(guard, images, verdict, capacity, errors)
-    out = pl_module.all_gather({k: v.to(pl_module.device) for k, v in packed.items()})
-    if pl_module.trainer.world_size == 1 or out["count"].ndim == 1:
-        out = {k: v.unsqueeze(0) for k, v in out.items()}
-    out = {k: v.cpu() for k, v in out.items()}
-    counts = [int(c) for c in out["count"].flatten()]
-    total_errors = int(out["errors"].sum())
-    if sum(counts) == 0:
+    cls = verdict_cls or (type(verdict) if verdict is not None else Verdict)
+    payload = pack(images, verdict, errors)
+    sizes = all_gather(torch.tensor([payload.numel()], dtype=torch.long)).reshape(-1)
+    padded = torch.zeros(int(sizes.max()), dtype=torch.uint8)
+    padded[: payload.numel()] = payload
+    gathered = all_gather(padded)
+    parts = [unpack(gathered[r, : int(n)], cls) for r, n in enumerate(sizes.tolist())]
+    total_errors = sum(e for _, _, e in parts)
+    kept = [(r, x, v) for r, (x, v, _) in enumerate(parts) if v is not None]
+    if not kept:
         return None, None, [], total_errors
-    rows = {k: torch.cat([out[k][r, :c] for r, c in enumerate(counts)]) for k in _ROW_KEYS}
-    ranks = [r for r, c in enumerate(counts) for _ in range(c)]
-    return rows["images"], _unpack_verdict(guard, rows), ranks, total_errors
+    ranks = [r for r, _, v in kept for _ in range(len(v))]
+    images_all = torch.cat([x for _, x, _ in kept])
+    return images_all, Verdict.cat([v for _, _, v in kept]), ranks, total_errors
 
 
-_ROW_KEYS = ("images", "amap", "mask", "score", "p_value", "unsafe", "reasons", "vs", "vp", "copy")
+def pack(images: torch.Tensor | None, verdict: Verdict | None, errors: int) -> torch.Tensor:
+    """One rank's images, verdict and error count as a ``uint8`` tensor (safetensors bytes)."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {"errors": int(errors), "fields": {}}
+    if verdict is not None and images is not None:
+        tensors["images"] = images.detach().cpu().contiguous().clone()
+        for name, spec in verdict_schema(verdict):
+            value = getattr(verdict, name)
+            if value is None:
+                continue
+            if spec.kind == "dict":
+                meta["fields"][name] = list(value)
+                for j, t in enumerate(value.values()):
+                    tensors[f"{name}.{j}"] = t.detach().cpu().contiguous().clone()
+            elif spec.kind in ("list", "constant"):
+                meta["fields"][name] = value
+            else:
+                meta["fields"][name] = None
+                tensors[name] = value.detach().cpu().contiguous().clone()
+    data = st_save(tensors, metadata={"safegen": json.dumps(meta)})
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-def _vocabulary(guard: Guard) -> list[str]:
-    return ["non_finite", "memorized", *guard.detector.view_names, "other"]
+def unpack(
+    payload: torch.Tensor, verdict_cls: type[Verdict] = Verdict
+) -> tuple[torch.Tensor | None, Verdict | None, int]:
+    """Inverse of :func:`pack`: ``(images, verdict, errors)``, ``None`` for an empty rank."""
+    data = payload.contiguous().numpy().tobytes()
+    tensors = st_load(data)
+    meta = json.loads(_metadata(data)["safegen"])
+    if "images" not in tensors:
+        return None, None, int(meta["errors"])
+    kinds = dict(verdict_schema(verdict_cls))
+    kwargs: dict[str, Any] = {}
+    for name, value in meta["fields"].items():
+        if name not in kinds:
+            raise ValueError(
+                f"a rank sent the verdict field `{name}`, unknown to {verdict_cls.__name__} "
+                f"(fields: {list(kinds)}); every rank must use the same verdict class"
+            )
+        kind = kinds[name].kind
+        if kind == "dict":
+            kwargs[name] = {k: tensors[f"{name}.{j}"] for j, k in enumerate(value)}
+        elif kind == "list":
+            kwargs[name] = [tuple(v) if isinstance(v, list) else v for v in value]
+        elif kind == "constant":
+            kwargs[name] = value
+        else:
+            kwargs[name] = tensors[name]
+    return tensors["images"], verdict_cls(**kwargs), int(meta["errors"])
 
 
-def _pack(
-    guard: Guard, images: torch.Tensor | None, verdict: Verdict | None, capacity: int, errors: int
-) -> dict[str, torch.Tensor]:
-    c, s = guard.config.channels, guard.config.image_size
-    views, vocab = guard.detector.view_names, _vocabulary(guard)
-    n = 0 if verdict is None or images is None else len(verdict)
-    z = torch.zeros
-    p = {
-        "images": z(capacity, c, s, s),
-        "amap": z(capacity, 1, s, s),
-        "mask": z(capacity, 1, s, s),
-        "score": z(capacity),
-        "p_value": z(capacity),
-        "unsafe": z(capacity),
-        "reasons": z(capacity, len(vocab)),
-        "vs": z(capacity, len(views)),
-        "vp": z(capacity, len(views)),
-        "copy": z(capacity, 3, dtype=torch.float64),  # memorized, copy_p_value, nearest_index
-        "count": torch.tensor([n], dtype=torch.float32),
-        "errors": torch.tensor([errors], dtype=torch.float32),
-    }
-    if n:
-        p["images"][:n] = images
-        p["amap"][:n], p["mask"][:n] = verdict.anomaly_map, verdict.mask.float()
-        p["score"][:n], p["p_value"][:n] = verdict.score, verdict.p_value
-        p["unsafe"][:n] = verdict.unsafe.float()
-        for i, reasons in enumerate(verdict.reasons):
-            for r in reasons:
-                p["reasons"][i, vocab.index(r) if r in vocab else len(vocab) - 1] = 1.0
-        p["copy"][:n] = torch.stack(
-            [
-                verdict.memorized.double(),
-                verdict.copy_p_value.double(),
-                verdict.nearest_index.double(),
-            ],
-            dim=1,
-        )
-        for j, name in enumerate(views):
-            if name in verdict.view_scores:
-                p["vs"][:n, j] = verdict.view_scores[name]
-                p["vp"][:n, j] = verdict.view_p_values[name]
-    return p
-
-
-def _unpack_verdict(guard: Guard, rows: dict[str, torch.Tensor]) -> Verdict:
-    vocab, views = _vocabulary(guard), guard.detector.view_names
-    reasons = [tuple(vocab[j] for j in row.nonzero().flatten().tolist()) for row in rows["reasons"]]
-    return Verdict(
-        score=rows["score"],
-        p_value=rows["p_value"],
-        unsafe=rows["unsafe"] > 0.5,
-        anomaly_map=rows["amap"],
-        mask=rows["mask"] > 0.5,
-        reasons=reasons,
-        view_scores={n: rows["vs"][:, j] for j, n in enumerate(views)},
-        view_p_values={n: rows["vp"][:, j] for j, n in enumerate(views)},
-        threshold=guard.calibrator.alpha,
-        guard_fingerprint=guard.fingerprint,
-        memorized=rows["copy"][:, 0] > 0.5,
-        copy_p_value=rows["copy"][:, 1],
-        nearest_index=rows["copy"][:, 2].long(),
-    )
+def _metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors buffer (``safetensors.torch.load`` drops it)."""
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + n]).get("__metadata__", {})

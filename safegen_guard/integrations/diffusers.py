@@ -48,12 +48,19 @@ _SIZE_ARGS: tuple[str, ...] = ("batch_size", "num_images_per_prompt")
 class SafeGenFilterOutput(BaseOutput):
     """Result of a guarded pipeline call.
 
+    Besides the fields below, every per-image field of the :class:`Verdict` is an attribute
+    (and a key) under its output name, derived from the verdict's field declarations
+    (:meth:`Verdict.outputs`): ``scores`` ``[N]`` (``Verdict.score``, higher = more
+    anomalous), ``p_values`` ``[N]`` in ``(0, 1]``, ``unsafe`` ``[N]`` bool (all ``False``
+    unless ``policy="flag"``), ``anomaly_maps``, ``reasons``, ``view_scores``,
+    ``view_p_values``, ``memorized``, ``copy_p_value``, ``nearest_index``; ``heatmaps``,
+    ``gradcams``, ``shaps`` ``[N, 1, H, W]`` in ``[0, 1]`` when ``explain`` was requested,
+    else ``None``; ``masks`` ``[N, 1, H, W]`` bool anomalous pixels when ``return_masks``,
+    else ``None``.
+
     Attributes:
         images: the ``N`` returned images in the requested ``output_type``: every image for
             ``policy="flag"``, only safe ones for ``"resample"`` and ``"drop"``.
-        scores: ``[N]`` float, ``-log10(p_value)`` (higher = more anomalous).
-        p_values: ``[N]`` float in ``(0, 1]``, calibrated on real images.
-        unsafe: ``[N]`` bool (all ``False`` unless ``policy="flag"``).
         verdict: the full :class:`Verdict` of the returned images.
         rejected: the images withheld (``"resample"``, ``"drop"``) with their verdicts.
         attempts: total images sampled over all rounds.
@@ -62,14 +69,9 @@ class SafeGenFilterOutput(BaseOutput):
         num_safe: safe images returned (``"flag"``: safe images among the returned ones).
         budget_exhausted: ``"resample"`` stopped at ``max_rounds`` with fewer safe images
             than requested (``num_safe < num_requested``).
-        heatmaps: ``[N, 1, H, W]`` in ``[0, 1]`` when ``explain`` was requested, else ``None``.
-        masks: ``[N, 1, H, W]`` bool anomalous pixels when ``return_masks``, else ``None``.
     """
 
     images: Images
-    scores: torch.Tensor
-    p_values: torch.Tensor
-    unsafe: torch.Tensor
     verdict: Verdict
     rejected: RejectedImages
     attempts: int
@@ -77,8 +79,15 @@ class SafeGenFilterOutput(BaseOutput):
     num_requested: int
     num_safe: int
     budget_exhausted: bool
-    heatmaps: torch.Tensor | None = None
-    masks: torch.Tensor | None = None
+
+    def add_verdict_outputs(self, outputs: dict[str, Any]) -> SafeGenFilterOutput:
+        """Expose ``outputs`` (name -> value) as keys and attributes; ``None`` as attribute."""
+        for name, value in outputs.items():
+            if value is None:
+                object.__setattr__(self, name, None)
+            else:
+                self[name] = value
+        return self
 
 
 class SafeGenFilter:
@@ -182,11 +191,8 @@ class SafeGenFilter:
     def _package(self, result: SamplingResult, output_type: str) -> SafeGenFilterOutput:
         v = result.verdict
         rejected = result.rejected
-        return SafeGenFilterOutput(
+        out = SafeGenFilterOutput(
             images=tensor_to_output(result.images, output_type),
-            scores=v.score,
-            p_values=v.p_value,
-            unsafe=v.unsafe,
             verdict=v,
             rejected=replace(rejected, images=tensor_to_output(rejected.images, output_type)),
             attempts=result.attempts,
@@ -194,9 +200,11 @@ class SafeGenFilter:
             num_requested=result.num_requested,
             num_safe=result.num_safe,
             budget_exhausted=result.budget_exhausted,
-            heatmaps=v.heatmap if self.explain else None,
-            masks=v.mask if self.return_masks else None,
         )
+        outputs = v.outputs()
+        if not self.return_masks:
+            outputs["masks"] = None
+        return out.add_verdict_outputs(outputs)
 
 
 class GuardedPipeline:

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
 from safegen_guard.guard import Guard
-from safegen_guard.integrations._gather import gather_verdicts
+from safegen_guard.integrations._gather import gather_verdicts, lightning_all_gather
 from safegen_guard.integrations.audit import (
     AuditLog,
     Quarantine,
@@ -25,6 +25,7 @@ from safegen_guard.integrations.audit import (
 )
 from safegen_guard.integrations.loggers import log_verdict_images
 from safegen_guard.memorization.quarantine import store_nearest
+from safegen_guard.summary import summarize
 from safegen_guard.validation import (
     check_choice,
     check_images,
@@ -260,8 +261,8 @@ class SafeGenCallback(Callback):
         self.checks += 1
         images, verdict = self._evaluate_local(trainer, pl_module, index)
         gathered = self._guarded(
-            "gather", gather_verdicts, pl_module, self.guard, images, verdict,
-            self._local_capacity(trainer), self.errors,
+            "gather", gather_verdicts, lightning_all_gather(pl_module), images, verdict,
+            self.errors,
         )  # fmt: skip
         if gathered is None:
             return
@@ -305,9 +306,6 @@ class SafeGenCallback(Callback):
                     stacklevel=2,
                 )
             return None
-
-    def _local_capacity(self, trainer: pl.Trainer) -> int:
-        return -(-self.num_samples // trainer.world_size)
 
     def _local_count(self, trainer: pl.Trainer) -> int:
         world, rank = trainer.world_size, trainer.global_rank
@@ -365,8 +363,8 @@ class SafeGenCallback(Callback):
     def _log_metrics(
         self, pl_module: pl.LightningModule, verdict: Verdict | None, stage: str, errors: int
     ) -> dict[str, float]:
-        names = self.guard.detector.view_names
-        summary = {} if verdict is None else summarise(verdict, names)
+        names = ("non_finite", "memorized", *self.guard.detector.view_names)
+        summary = {} if verdict is None else summarize(verdict, names)
         summary["errors"] = float(errors)
         on_step = stage == "train"
         with warnings.catch_warnings():
@@ -465,32 +463,6 @@ class SafeGenCallback(Callback):
         )
         if self.on_exceed == "stop":
             trainer.should_stop = True
-
-
-def summarise(verdict: Verdict, view_names: list[str]) -> dict[str, float]:
-    """Scalar metrics of a verdict batch: unsafe rate, finite-score mean/p95, reason counts.
-
-    Args:
-        verdict: verdicts of ``B >= 1`` images.
-        view_names: the guard's view names (reason keys always present, 0 when unused).
-
-    Returns:
-        ``{"unsafe_rate", "score_mean", "score_p95", "num_samples", "memorized_rate",
-        "reason/<name>"...}`` (``memorized_rate`` is 0 for a guard without an index);
-        score statistics are NaN when no image is finite.
-    """
-    finite = verdict.score[torch.isfinite(verdict.score)]
-    nan = float("nan")
-    out = {
-        "unsafe_rate": float(verdict.unsafe.float().mean()),
-        "score_mean": float(finite.mean()) if finite.numel() else nan,
-        "score_p95": float(torch.quantile(finite, 0.95)) if finite.numel() else nan,
-        "num_samples": float(len(verdict)),
-    }
-    out["memorized_rate"] = float(verdict.memorized.float().mean())
-    for name in ("non_finite", "memorized", *view_names):
-        out[f"reason/{name}"] = float(sum(name in r for r in verdict.reasons))
-    return out
 
 
 def _check_optional_int(value: object, name: str) -> None:
