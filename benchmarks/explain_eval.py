@@ -30,7 +30,6 @@ from safegen_guard.explain.combine import fit_combination
 from safegen_guard.explain.explainer import (
     COMPONENTS,
     _foreground,
-    detector_statistic,
     fit_explainer,
     inject_mix,
 )
@@ -55,7 +54,7 @@ def _load_guard(path: str, profile: str, max_steps: int):  # noqa: ANN202
 
 def explore_gradcam(guard, x_val: torch.Tensor, gt_val: torch.Tensor) -> list[dict]:  # noqa: ANN001
     """Pixel AUROC on *validation* images for every layer x target x sign."""
-    fg = _foreground(guard, x_val)
+    fg = _foreground(guard.explain_context(), x_val)
     rows = []
     for layer, target, sign in itertools.product(GRADCAM_LAYERS, GRADCAM_TARGETS, ("relu", "abs")):
         cam = AnomalyGradCam(guard.detector.autoencoder, layer, target, sign).attribute(x_val) * fg
@@ -74,7 +73,7 @@ def explore_gradcam(guard, x_val: torch.Tensor, gt_val: torch.Tensor) -> list[di
 def _single_map_taus(expl, guard, x_val, gt_val) -> dict[str, float]:  # noqa: ANN001
     """Each component's own Dice-optimal threshold on validation (fair single-map baseline)."""
     amap = guard.evaluate(x_val).anomaly_map
-    comp = expl.components(guard, x_val, amap, COMPONENTS)
+    comp = expl.components(guard.explain_context(), x_val, amap, COMPONENTS)
     one = torch.ones(1, 1)
     return {n: fit_combination(comp[n], gt_val, alphas=one)[1] for n in COMPONENTS}
 
@@ -94,7 +93,7 @@ def localisation_table(guard, suite, taus, n_id: int, clean: torch.Tensor) -> li
     for cell in suite:
         x, gt = cell["images"], cell["masks"]
         v = guard.evaluate(x, explain=True)
-        fg = _foreground(guard, x)
+        fg = _foreground(guard.explain_context(), x)
         maps = {
             "anomaly_map": v.anomaly_map,
             "gradcam": v.gradcam,
@@ -102,7 +101,7 @@ def localisation_table(guard, suite, taus, n_id: int, clean: torch.Tensor) -> li
             "heatmap": v.heatmap,
         }
         masks = {n: maps[n] > taus[n] for n in COMPONENTS}
-        masks["heatmap"], masks["anomaly_map_calibrated"] = v.mask, v.anomaly_map > 0.5
+        masks["heatmap"], masks["anomaly_map_calibrated"] = v.heatmap_mask, v.mask
         has = gt.flatten(1).any(1)
         for name, m in masks.items():
             s = maps["anomaly_map" if name == "anomaly_map_calibrated" else name]
@@ -117,9 +116,7 @@ def localisation_table(guard, suite, taus, n_id: int, clean: torch.Tensor) -> li
                 "top_k_intersection": float(metrics.top_k_intersection(s, gt)[has].mean()),
             }
             if name != "anomaly_map_calibrated":
-                r = bm.insertion_deletion(
-                    lambda z: detector_statistic(guard, z), sub, x[:n_id], s[:n_id], gt[:n_id]
-                )
+                r = bm.insertion_deletion(guard.fused_statistic, sub, x[:n_id], s[:n_id], gt[:n_id])
                 row["insertion_auc"], row["deletion_auc"] = r["insertion_auc"], r["deletion_auc"]
             rows.append({k: round(v_, 3) if isinstance(v_, float) else v_ for k, v_ in row.items()})
     return rows

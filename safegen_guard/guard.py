@@ -21,6 +21,7 @@ from safegen_guard.detector.detector import Detector
 from safegen_guard.detector.realism import train_realism_net
 from safegen_guard.detector.training import train_autoencoder
 from safegen_guard.errors import CheckpointError, NotFittedError
+from safegen_guard.explain.protocol import EXPLANATIONS, ExplainContext, Explainer
 from safegen_guard.memorization.index import MemorizationConfig, MemorizationIndex
 from safegen_guard.memorization.verdicts import add_copy_check
 from safegen_guard.validation import check_images, check_positive_int
@@ -60,18 +61,29 @@ class Guard(nn.Module):
             config.pixel_fpr,
             n_bins=config.calibration_bins,
         )
-        self.explainer: nn.Module | None = None
+        self.explainer: Explainer | None = None
         self.memorization: MemorizationIndex | None = None
         self._fingerprint = ""
         self.eval()
 
-    def attach_explainer(self, explainer: nn.Module | None) -> Guard:
+    def attach_explainer(self, explainer: Explainer | None) -> Guard:
         """Attach a fitted explainer (see :mod:`safegen_guard.explain`); saved with the guard.
 
-        The explainer must provide ``config_dict() -> dict``, a classmethod
-        ``from_config(dict)`` and ``explain(guard, x, verdict, methods) -> dict`` returning
-        any of ``gradcam``, ``shap``, ``heatmap``, ``mask`` (``[B, 1, H, W]``).
+        The explainer is an ``nn.Module`` implementing
+        :class:`~safegen_guard.explain.protocol.Explainer`; ``evaluate(x, explain=...)``
+        calls its ``explain`` with :meth:`explain_context` (never with the guard).
+
+        Raises:
+            TypeError: ``explainer`` is not an ``nn.Module`` implementing the protocol.
         """
+        if explainer is not None and not (
+            isinstance(explainer, nn.Module) and isinstance(explainer, Explainer)
+        ):
+            raise TypeError(
+                "`explainer` must be an nn.Module with config_dict(), from_config() and "
+                f"explain() (safegen_guard.explain.protocol.Explainer), got "
+                f"{type(explainer).__name__}"
+            )
         self.explainer = explainer
         self._fingerprint = ""
         return self
@@ -264,6 +276,27 @@ class Guard(nn.Module):
         stats, _, fg = self._score_chunks(x.detach().to("cpu", torch.float32), batch_size)
         return stats, foreground_fraction(fg)
 
+    def explain_context(self) -> ExplainContext:
+        """What this guard hands its explainer: autoencoder, statistic, anomaly-map functions."""
+        return ExplainContext(
+            autoencoder=self.detector.autoencoder,
+            statistic=self.fused_statistic,
+            anomaly_map=lambda x: self.evaluate(x).anomaly_map,
+            image_size=self.config.image_size,
+            channels=self.config.channels,
+        )
+
+    def fused_statistic(self, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        """The fused statistic ``T(x) = max_v z_v`` ``[B]`` of finite images ``x``.
+
+        Continuous, unlike the severity (its conformal transform); the regression target of
+        the explainer's distilled predictor and the score of insertion/deletion curves.
+        """
+        with torch.inference_mode(False), torch.no_grad():
+            x = x.detach().to("cpu", torch.float32).clone()
+            stats, _, fg = self._score_chunks(x, batch_size)
+        return self.calibrator.decide(stats, foreground_fraction(fg))["fused"]
+
     def _explain(self, x: torch.Tensor, verdict: Verdict, explain: bool | tuple) -> Verdict:
         if self.explainer is None:
             raise NotFittedError(
@@ -271,7 +304,12 @@ class Guard(nn.Module):
                 "(fit one and call guard.attach_explainer), got a guard without one"
             )
         methods = None if explain is True else tuple(explain)
-        extra = self.explainer.explain(self, x, verdict, methods)
+        extra = self.explainer.explain(self.explain_context(), x, verdict.anomaly_map, methods)
+        unknown = sorted(set(extra) - set(EXPLANATIONS))
+        if unknown:
+            raise ValueError(
+                f"the explainer returned {unknown}; explanations must be among {EXPLANATIONS}"
+            )
         return dataclasses.replace(verdict, **extra)
 
     def _score_chunks(
@@ -395,7 +433,7 @@ EXPLAINER_CLASSES = ("safegen_guard.explain.explainer.GuardExplainer",)
 """The explainer classes :meth:`Guard.load` may build (exact ``module.QualName``)."""
 
 
-def _build_explainer(spec: object) -> nn.Module:
+def _build_explainer(spec: object) -> Explainer:
     """Rebuild an explainer from its saved ``{"class", "config"}`` (allow-listed classes only)."""
     if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
         raise CheckpointError(

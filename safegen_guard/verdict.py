@@ -167,6 +167,8 @@ class Verdict:
         gradcam: optional ``[B, 1, H, W]`` Grad-CAM map in ``[0, 1]``.
         shap: optional ``[B, 1, H, W]`` absolute SHAP map in ``[0, 1]``.
         heatmap: optional ``[B, 1, H, W]`` combined heatmap in ``[0, 1]``.
+        heatmap_mask: optional ``[B, 1, H, W]`` bool, the explainer's mask of the combined
+            heatmap (``heatmap > tau`` of the explainer); ``mask`` keeps its own meaning.
         memorized: ``[B]`` bool, the image copies a training image (see
             :mod:`safegen_guard.memorization`); all ``False`` when the guard has no index.
         copy_p_value: ``[B]`` float, share of real held-out images at least as close to the
@@ -192,6 +194,13 @@ class Verdict:
     gradcam: torch.Tensor | None = verdict_field("map", default=None, output="gradcams")
     shap: torch.Tensor | None = verdict_field("map", default=None, output="shaps")
     heatmap: torch.Tensor | None = verdict_field("map", default=None, output="heatmaps")
+    heatmap_mask: torch.Tensor | None = verdict_field(
+        "map",
+        default=None,
+        output="heatmap_masks",
+        record="heatmap_mask_fraction",
+        encode=lambda m: float(m.float().mean()),
+    )
     memorized: torch.Tensor | None = verdict_field(
         "scalar", fill=False, dtype=torch.bool, summary="rate"
     )

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from safegen_guard.verdict import Verdict
 
 __all__ = [
+    "evidence_mask",
     "overlay",
     "overlay_grid",
     "save_png",
@@ -97,6 +98,17 @@ def overlay(
     return out
 
 
+def evidence_mask(verdict: Verdict) -> torch.Tensor:
+    """``[B, 1, H, W]`` bool mask drawn on a verdict's shown map.
+
+    The combined heatmap is shown with its own mask (``heatmap_mask``) when the explainer gave
+    both; otherwise the anomaly map is shown with ``mask`` (``anomaly_map > 0.5``).
+    """
+    if verdict.heatmap is not None and getattr(verdict, "heatmap_mask", None) is not None:
+        return verdict.heatmap_mask
+    return verdict.mask
+
+
 def mask_boundary(mask: np.ndarray) -> np.ndarray:
     """Return the inner boundary of a bool mask ``[H, W]``: ``mask & ~erode(mask)`` (4-neighbour).
 
@@ -154,7 +166,7 @@ def overlay_grid(
     check_positive_int(ncol, "ncol")
     if verdict is not None:
         heatmaps = verdict.heatmap if verdict.heatmap is not None else verdict.anomaly_map
-        masks = verdict.mask
+        masks = evidence_mask(verdict)
         titles = verdict_titles(verdict) if titles is None else titles
     if heatmaps is None:
         raise ValueError("`overlay_grid` needs a `verdict` or `heatmaps`, got neither")

@@ -114,7 +114,8 @@ def test_score_explain_and_report(inputs, explained_guard_dir, tmp_path, capsys)
     assert next(r for r in records if r["path"].endswith("noise.png"))["unsafe"]
     assert all((out / r["overlay"]).is_file() for r in records)
     for r in records:
-        expected = ["anomaly_map", "mask", "gradcam", "shap", "heatmap"] if r["unsafe"] else []
+        expected = ["anomaly_map", "mask", "gradcam", "shap", "heatmap", "heatmap_mask"]
+        expected = expected if r["unsafe"] else []
         assert set(expected) <= set(r["maps"])
         assert r["unsafe"] or r["maps"] == ["anomaly_map", "mask"]
 

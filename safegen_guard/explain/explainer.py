@@ -2,9 +2,13 @@
 
 Fit it with :func:`fit_explainer` and attach it with
 ``guard.attach_explainer(explainer)``; ``guard.evaluate(x, explain=True)`` then fills
-``verdict.gradcam``, ``verdict.shap``, ``verdict.heatmap`` and replaces ``verdict.mask`` by
-``heatmap > tau``. Every fitted quantity (predictor weights, SHAP background, calibrated map
-scales, ``alpha``, ``tau``) is a parameter or buffer, so ``guard.save``/``Guard.load`` keep it.
+``verdict.gradcam``, ``verdict.shap``, ``verdict.heatmap`` and ``verdict.heatmap_mask``
+(``heatmap > tau``); ``verdict.mask`` keeps its meaning (``anomaly_map > 0.5``). It implements
+:class:`~safegen_guard.explain.protocol.Explainer`: the guard hands it an
+:class:`~safegen_guard.explain.protocol.ExplainContext` (autoencoder, statistic and
+anomaly-map functions), never itself. Every fitted quantity (predictor weights, SHAP
+background, calibrated map scales, ``alpha``, ``tau``) is a parameter or buffer, so
+``guard.save``/``Guard.load`` keep it.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from safegen_guard.calibration import foreground_fraction
 from safegen_guard.detector import ops
 from safegen_guard.explain.combine import calibrated_unit, combine_maps, fit_combination
 from safegen_guard.explain.distill import ScorePredictor, distil_predictor
 from safegen_guard.explain.gradcam import GRADCAM_LAYERS, GRADCAM_TARGETS, AnomalyGradCam
+from safegen_guard.explain.protocol import EXPLANATIONS, ExplainContext
 from safegen_guard.explain.shap_maps import SHAP_METHODS, ShapMap
 from safegen_guard.seeds import (
     EXPLAINER_DISTIL,
@@ -37,7 +41,6 @@ __all__ = [
     "COMPONENTS",
 ]
 
-EXPLANATIONS = ("gradcam", "shap", "heatmap", "mask")
 COMPONENTS = ("anomaly_map", "gradcam", "shap")
 """Order of the heatmap components and of ``alpha``."""
 
@@ -98,23 +101,23 @@ class GuardExplainer(nn.Module):
         return cls(**config)
 
     # ------------------------------------------------------------------ components
-    def gradcam_raw(self, guard: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def gradcam_raw(self, context: ExplainContext, x: torch.Tensor) -> torch.Tensor:
         """Foreground-masked Grad-CAM ``[B, 1, H, W]`` (>= 0, uncalibrated)."""
         c = self._config
         cam = AnomalyGradCam(
-            guard.detector.autoencoder,
+            context.autoencoder,
             c["gradcam_layer"],
             c["gradcam_target"],
             c["gradcam_sign"],
             c["top_frac"],
         ).attribute(x)
-        return cam * _foreground(guard, x)
+        return cam * _foreground(context, x)
 
-    def shap_raw(self, guard: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def shap_raw(self, context: ExplainContext, x: torch.Tensor) -> torch.Tensor:
         """Foreground-masked smoothed ``|SHAP|`` of the predictor ``[B, 1, H, W]`` (>= 0)."""
         phi = ShapMap(self.predictor, self.background, self._config["shap_method"]).attribute(x)
         phi = ops.gaussian_blur(phi.abs().sum(1, keepdim=True), self._config["shap_sigma"])
-        return phi * _foreground(guard, x)
+        return phi * _foreground(context, x)
 
     def predict_score(self, x: torch.Tensor) -> torch.Tensor:
         """The distilled predictor's estimate of the detector's fused statistic ``[B]``."""
@@ -123,62 +126,72 @@ class GuardExplainer(nn.Module):
         return torch.sinh(y * self.target_scale + self.target_center)
 
     def components(
-        self, guard: nn.Module, x: torch.Tensor, anomaly_map: torch.Tensor, names: tuple[str, ...]
+        self,
+        context: ExplainContext,
+        x: torch.Tensor,
+        anomaly_map: torch.Tensor,
+        names: tuple[str, ...],
     ) -> dict[str, torch.Tensor]:
         """Calibrated component maps in ``[0, 1)`` for ``names`` among :data:`COMPONENTS`."""
         out = {}
         if "anomaly_map" in names:
             out["anomaly_map"] = anomaly_map
         if "gradcam" in names:
-            out["gradcam"] = calibrated_unit(self.gradcam_raw(guard, x), self.map_scale[0])
+            out["gradcam"] = calibrated_unit(self.gradcam_raw(context, x), self.map_scale[0])
         if "shap" in names:
-            out["shap"] = calibrated_unit(self.shap_raw(guard, x), self.map_scale[1])
+            out["shap"] = calibrated_unit(self.shap_raw(context, x), self.map_scale[1])
         return out
 
     # ----------------------------------------------------------------- the verb
     def explain(
-        self, guard: nn.Module, x: torch.Tensor, verdict: Any, methods: tuple[str, ...] | None
+        self,
+        context: ExplainContext,
+        x: torch.Tensor,
+        anomaly_map: torch.Tensor,
+        methods: tuple[str, ...] | None,
     ) -> dict[str, torch.Tensor]:
         """Explanations for ``x`` ``[B, C, H, W]`` (called by ``Guard.evaluate``).
 
         Args:
-            guard: The guard that produced ``verdict``.
+            context: What the guard offers (its autoencoder; see :class:`ExplainContext`).
             x: Images (finite; the guard zeroes non-finite ones).
-            verdict: The verdict (its ``anomaly_map`` is the first heatmap component).
+            anomaly_map: ``[B, 1, H, W]`` the verdict's anomaly map (the first component).
             methods: Names among :data:`EXPLANATIONS`; ``None`` for all.
 
         Returns:
             dict with the requested keys: ``gradcam``/``shap``/``heatmap`` ``[B, 1, H, W]``
-            float in ``[0, 1]``, ``mask`` ``[B, 1, H, W]`` bool (``heatmap > tau``).
+            float in ``[0, 1]``, ``heatmap_mask`` ``[B, 1, H, W]`` bool (``heatmap > tau``).
+
+        Raises:
+            ValueError: a name outside :data:`EXPLANATIONS` (``"mask"`` is the verdict's own
+                ``anomaly_map > 0.5``; the heatmap's mask is ``"heatmap_mask"``).
         """
         methods = EXPLANATIONS if methods is None else tuple(methods)
         unknown = sorted(set(methods) - set(EXPLANATIONS))
         if unknown or not methods:
             raise ValueError(f"explanations must be among {EXPLANATIONS}, got {methods}")
-        combined = bool({"heatmap", "mask"} & set(methods))
+        combined = bool({"heatmap", "heatmap_mask"} & set(methods))
         names = tuple(
             n
             for i, n in enumerate(COMPONENTS)
             if n in methods or (combined and float(self.alpha[i]) > 0)
         )
-        comp = self.components(guard, x, verdict.anomaly_map, names)
+        comp = self.components(context, x, anomaly_map, names)
         out = {k: comp[k] for k in ("gradcam", "shap") if k in methods}
         if combined:
-            stack = torch.cat(
-                [comp.get(n, torch.zeros_like(verdict.anomaly_map)) for n in COMPONENTS], 1
-            )
+            stack = torch.cat([comp.get(n, torch.zeros_like(anomaly_map)) for n in COMPONENTS], 1)
             heat = combine_maps(stack, self.alpha)
             if "heatmap" in methods:
                 out["heatmap"] = heat
-            if "mask" in methods:
-                out["mask"] = heat > self.tau
+            if "heatmap_mask" in methods:
+                out["heatmap_mask"] = heat > self.tau
         return out
 
 
-def _foreground(guard: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _foreground(context: ExplainContext, x: torch.Tensor) -> torch.Tensor:
     """Foreground of the bottleneck reconstruction (as the detector's views use) -> bool."""
     with torch.inference_mode(False), torch.no_grad():
-        recon = guard.detector.autoencoder(x.detach().clone(), use_skips=False)
+        recon = context.autoencoder(x.detach().clone(), use_skips=False)
     return ops.estimate_foreground(recon)
 
 
@@ -188,18 +201,6 @@ def _check_choice(value: str, name: str, choices: tuple[str, ...]) -> None:
 
 
 # --------------------------------------------------------------------------- fitting
-def detector_statistic(guard: nn.Module, x: torch.Tensor, chunk: int = 128) -> torch.Tensor:
-    """The guard's fused statistic ``T(x) = max_v z_v`` ``[N]``.
-
-    Continuous, unlike ``-log10 p`` (its conformal, piecewise-constant transform).
-    """
-    with torch.inference_mode(False), torch.no_grad():
-        outs = [guard.detector.score(c.clone()) for c in x.split(chunk)]
-    stats = torch.cat([o[0] for o in outs])
-    cond = foreground_fraction(torch.cat([o[2] for o in outs]))
-    return guard.calibrator.decide(stats, cond)["fused"]
-
-
 def assign_kinds(n: int, kinds: list[str], seed: int) -> torch.Tensor:
     """Give each of ``n`` images one of ``kinds`` by rendezvous hashing on the kinds' names.
 
@@ -252,7 +253,7 @@ def inject_mix(
 
 
 def fit_explainer(
-    guard: nn.Module,
+    guard: Any,
     real_train: torch.Tensor,
     real_val: torch.Tensor,
     *,
@@ -272,7 +273,8 @@ def fit_explainer(
     named in :mod:`safegen_guard.seeds`. The caller attaches the result.
 
     Args:
-        guard: A fitted guard.
+        guard: A fitted guard (only its :meth:`~safegen_guard.guard.Guard.explain_context` is
+            used), or an :class:`ExplainContext`.
         real_train: ``[N, C, H, W]`` real training images in ``[0, 1]``.
         real_val: ``[M, C, H, W]`` real validation images (disjoint from test).
         seed: Seed of every random draw.
@@ -286,14 +288,15 @@ def fit_explainer(
     """
     from safegen_guard.artifacts import ARTIFACTS, list_artifacts
 
-    size, ch = guard.config.image_size, guard.config.channels
+    ctx = guard if isinstance(guard, ExplainContext) else guard.explain_context()
+    size, ch = ctx.image_size, ctx.channels
     with torch.random.fork_rng(devices=[]):  # initial weights from ``seed``, not global state
         torch.manual_seed(seed)
         expl = GuardExplainer(size, ch, **config)
     # 1. distil f on real + artifact-injected real training images
     corrupted, _ = inject_mix(real_train, list_artifacts(), derive_seed(seed, EXPLAINER_DISTIL))
     x_fit = torch.cat([real_train, corrupted])
-    y = torch.asinh(detector_statistic(guard, x_fit))
+    y = torch.asinh(ctx.statistic(x_fit))
     expl.target_center.fill_(float(y.mean()))
     expl.target_scale.fill_(float(y.std().clamp_min(1e-6)))
     losses = distil_predictor(
@@ -308,24 +311,23 @@ def fit_explainer(
     g = torch.Generator().manual_seed(seed)
     half_a, half_b = real_val[0::2][:max_val], real_val[1::2][:max_val]
     expl.background.copy_(half_a[torch.randperm(len(half_a), generator=g)[: len(expl.background)]])
-    fg = _foreground(guard, half_a)
-    for i, raw in enumerate((expl.gradcam_raw(guard, half_a), expl.shap_raw(guard, half_a))):
+    fg = _foreground(ctx, half_a)
+    for i, raw in enumerate((expl.gradcam_raw(ctx, half_a), expl.shap_raw(ctx, half_a))):
         expl.map_scale[i] = torch.quantile(raw[fg], 0.995).clamp_min(1e-8)
     # 3. alpha / tau on local artifacts injected into validation images (half B)
     local = [k for k in list_artifacts() if ARTIFACTS[k].local]
     x_val, gt_val = inject_mix(
         half_b.repeat(2, 1, 1, 1), local, derive_seed(seed, EXPLAINER_SELECT)
     )
-    amap = guard.evaluate(x_val).anomaly_map
-    comp = expl.components(guard, x_val, amap, COMPONENTS)
+    comp = expl.components(ctx, x_val, ctx.anomaly_map(x_val), COMPONENTS)
     alpha, tau, dice = fit_combination(torch.cat([comp[n] for n in COMPONENTS], 1), gt_val)
     expl.alpha.copy_(alpha)
     expl.tau.fill_(tau)
-    expl.fit_report = _fit_report(guard, expl, half_b, local, seed, losses, dice)
+    expl.fit_report = _fit_report(ctx, expl, half_b, local, seed, losses, dice)
     return expl
 
 
-def _fit_report(guard, expl, held_out, kinds, seed, losses, dice) -> dict[str, Any]:  # noqa: ANN001
+def _fit_report(ctx, expl, held_out, kinds, seed, losses, dice) -> dict[str, Any]:  # noqa: ANN001
     """Spearman/Pearson of ``f`` vs the detector on held-out validation images (+ artifacts)."""
     from scipy.stats import pearsonr, spearmanr
 
@@ -333,7 +335,7 @@ def _fit_report(guard, expl, held_out, kinds, seed, losses, dice) -> dict[str, A
 
     corrupted, _ = inject_mix(held_out, list_artifacts(), derive_seed(seed, EXPLAINER_REPORT))
     x = torch.cat([held_out, corrupted])
-    t, p = detector_statistic(guard, x).numpy(), expl.predict_score(x).numpy()
+    t, p = ctx.statistic(x).numpy(), expl.predict_score(x).numpy()
     return {
         "spearman_f_vs_detector": float(spearmanr(t, p).statistic),
         "pearson_f_vs_detector": float(pearsonr(t, p).statistic),

@@ -43,13 +43,14 @@ class PanelWriter:
         did not explain) with the mask contour, Grad-CAM and SHAP when present, the mask, a
         colour bar and the verdict, p-value and reasons as a title.
         """
-        from safegen_guard.viz import save_png, verdict_panel, verdict_titles
+        from safegen_guard.viz import evidence_mask, save_png, verdict_panel, verdict_titles
 
         maps = {lab: getattr(verdict, f)[0] for f, lab in MAP_LABELS.items() if _has(verdict, f)}
         if not maps:
             maps = {"anomaly map": verdict.anomaly_map[0]}
         img = torch.nan_to_num(image, nan=0.0).clamp(0, 1)
-        panel = verdict_panel(img, maps, verdict.mask[0], verdict_titles(verdict)[0])
+        mask = evidence_mask(verdict)[0]
+        panel = verdict_panel(img, maps, mask, verdict_titles(verdict)[0])
         return save_png(panel, self.folder / name)
 
 

@@ -93,7 +93,13 @@ def build_cases(
     Cases are shuffled (seeded) so their ids say nothing about their truth.
     """
     from safegen_guard.review.outputs import MAP_LABELS
-    from safegen_guard.viz import save_png, to_uint8, verdict_panel, verdict_titles
+    from safegen_guard.viz import (
+        evidence_mask,
+        save_png,
+        to_uint8,
+        verdict_panel,
+        verdict_titles,
+    )
 
     folder = Path(folder)
     explain = getattr(guard, "explainer", None) is not None
@@ -108,7 +114,8 @@ def build_cases(
         save_png(plain, folder / "images" / f"{cid}.png")
         maps = {lab: getattr(v, f)[0] for f, lab in MAP_LABELS.items() if getattr(v, f) is not None}
         maps = maps or {"anomaly map": v.anomaly_map[0]}
-        panel = verdict_panel(images[i], maps, v.mask[0], verdict_titles(v)[0], min_size=256)
+        mask = evidence_mask(v)[0]
+        panel = verdict_panel(images[i], maps, mask, verdict_titles(v)[0], min_size=256)
         save_png(panel, folder / "panels" / f"{cid}.png")
         cases.append(
             {

@@ -54,8 +54,9 @@ def test_explanations_inside_inference_mode(explained_guard, tiny_real) -> None:
         m = getattr(v, name)
         assert m.shape == (3, 1, 32, 32) and m.dtype == torch.float32
         assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
-    assert v.mask.dtype == torch.bool
-    assert torch.equal(v.mask, v.heatmap > explained_guard.explainer.tau)
+    assert v.heatmap_mask.dtype == torch.bool
+    assert torch.equal(v.heatmap_mask, v.heatmap > explained_guard.explainer.tau)
+    assert torch.equal(v.mask, v.anomaly_map > 0.5)  # the verdict's mask keeps its meaning
     with torch.no_grad():
         v2 = explained_guard.evaluate(x, explain=True)
     torch.testing.assert_close(v2.heatmap, v.heatmap)
@@ -67,9 +68,15 @@ def test_explanations_are_opt_in(explained_guard, tiny_real) -> None:
     assert plain.gradcam is None and plain.shap is None and plain.heatmap is None
     only = explained_guard.evaluate(x, explain=("gradcam",))
     assert only.gradcam is not None and only.shap is None and only.heatmap is None
-    assert torch.equal(only.mask, plain.mask)  # the mask changes only when asked for
+    assert torch.equal(only.mask, plain.mask) and only.heatmap_mask is None
+    full = explained_guard.evaluate(x, explain=True)
+    assert torch.equal(full.mask, plain.mask)  # explaining never changes the verdict's mask
+    assert full.to_records()[0]["mask_fraction"] == plain.to_records()[0]["mask_fraction"]
+    assert "heatmap_mask_fraction" in full.to_records()[0]
     with pytest.raises(ValueError, match="explanations must be among"):
         explained_guard.evaluate(x, explain=("lime",))
+    with pytest.raises(ValueError, match="explanations must be among"):
+        explained_guard.evaluate(x, explain=("mask",))
 
 
 def test_save_load_round_trip_gives_identical_maps(explained_guard, tiny_real, tmp_path) -> None:
@@ -80,7 +87,7 @@ def test_save_load_round_trip_gives_identical_maps(explained_guard, tiny_real, t
     loaded = Guard.load(explained_guard.save(tmp_path / "g"))
     after = loaded.evaluate(x, explain=True)
     assert isinstance(loaded.explainer, GuardExplainer)
-    for name in ("gradcam", "shap", "heatmap", "mask"):
+    for name in ("gradcam", "shap", "heatmap", "heatmap_mask", "mask"):
         assert torch.equal(getattr(before, name), getattr(after, name)), name
     assert torch.equal(loaded.explainer.alpha, explained_guard.explainer.alpha)
 
@@ -92,3 +99,46 @@ def test_bad_configuration_raises() -> None:
         GuardExplainer(shap_method="kernel")
     with pytest.raises(ValueError, match="`n_background` must be a positive int"):
         GuardExplainer(n_background=0)
+
+
+class _RecordingExplainer(torch.nn.Module):
+    """A minimal explainer written against the protocol alone."""
+
+    def __init__(self, returns: str = "gradcam") -> None:
+        super().__init__()
+        self.returns, self.contexts = returns, []
+
+    def config_dict(self) -> dict:
+        return {"returns": self.returns}
+
+    @classmethod
+    def from_config(cls, config: dict) -> _RecordingExplainer:
+        return cls(**config)
+
+    def explain(self, context, x, anomaly_map, methods):  # noqa: ANN001
+        self.contexts.append(context)
+        return {self.returns: anomaly_map.flip(-1)}
+
+
+def test_explainer_gets_a_context_not_the_guard(tiny_guard, tiny_real) -> None:
+    from safegen_guard.explain import ExplainContext, Explainer
+    from safegen_guard.guard import Guard
+
+    x = tiny_real["test"][:2]
+    expl = _RecordingExplainer()
+    assert isinstance(expl, Explainer) and isinstance(GuardExplainer(image_size=32), Explainer)
+    try:
+        v = tiny_guard.attach_explainer(expl).evaluate(x, explain=True)
+        (ctx,) = expl.contexts
+        assert isinstance(ctx, ExplainContext) and not isinstance(ctx, Guard)
+        assert ctx.autoencoder is tiny_guard.detector.autoencoder and ctx.image_size == 32
+        assert torch.equal(v.gradcam, v.anomaly_map.flip(-1))
+        assert torch.equal(ctx.anomaly_map(x), v.anomaly_map)
+        assert ctx.statistic(x).shape == (2,)
+        tiny_guard.attach_explainer(_RecordingExplainer(returns="mask"))
+        with pytest.raises(ValueError, match=r"returned \['mask'\]; explanations must be among"):
+            tiny_guard.evaluate(x, explain=True)
+        with pytest.raises(TypeError, match="`explainer` must be an nn.Module with config_dict"):
+            tiny_guard.attach_explainer(object())
+    finally:
+        tiny_guard.attach_explainer(None)
