@@ -25,6 +25,7 @@ from benchmarks import metrics as bm
 from benchmarks.guard_eval import artifact_suite
 from safegen_guard import metrics, seeds
 from safegen_guard.artifacts import ARTIFACTS, list_artifacts
+from safegen_guard.console import plain_help, run_main
 from safegen_guard.data import load_dataset
 from safegen_guard.explain.combine import fit_combination
 from safegen_guard.explain.explainer import (
@@ -157,7 +158,9 @@ def _summary(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 def main(argv: list[str] | None = None) -> dict:
     """Fit the explainer on train/val, measure on test, print and optionally save JSON."""
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(
+        description=plain_help(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--guard", default="/tmp/explain_guard")
     p.add_argument("--profile", default="quick")
     p.add_argument("--guard-steps", type=int, default=600)
@@ -209,4 +212,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main(main, "python -m benchmarks.explain_eval"))

@@ -26,6 +26,7 @@ from benchmarks.baselines.base import Baseline
 from safegen_guard.artifacts import inject, list_artifacts
 from safegen_guard.calibration import conformal_threshold
 from safegen_guard.config import GuardConfig
+from safegen_guard.console import plain_help, run_main
 from safegen_guard.data import load_dataset
 from safegen_guard.seeds import TEST_SUITE_SEED, derive_seed
 
@@ -195,7 +196,9 @@ def main(argv: list[str] | None = None) -> dict:
     """Fit a guard on ``--data`` with ``--profile`` and print the measurements."""
     from safegen_guard import Guard, GuardConfig
 
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(
+        description=plain_help(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", default="mni152")
     p.add_argument("--profile", default="quick")
     p.add_argument("--size", type=int, default=None)
@@ -244,4 +247,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main(main, "python -m benchmarks.guard_eval"))

@@ -32,6 +32,7 @@ from sklearn.metrics import roc_auc_score
 
 from benchmarks.families import Family, corrupt, families_for
 from safegen_guard import Guard, GuardConfig
+from safegen_guard.console import run_main
 from safegen_guard.io import atomic_write_json, atomic_write_text
 
 __all__ = [
@@ -344,4 +345,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main(main, "python -m benchmarks.loo"))

@@ -26,6 +26,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
+from safegen_guard.console import plain_help, run_main
 from safegen_guard.io import atomic_write_json, atomic_write_text
 from safegen_guard.summary import summarize
 
@@ -158,17 +159,22 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
 
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.predict",
-        description=__doc__,
+        description=plain_help(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("path", help="folder/file of NIfTI, DICOM or PNG scans, or a dataset name")
     p.add_argument("--guard", required=True, help="directory written by Guard.save")
-    p.add_argument("--out", required=True)
-    p.add_argument("--split", default="all", choices=["all", "train", "val", "test"])
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--devices", default="1")
-    p.add_argument("--strategy", default="auto")
-    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--split",
+        default="all",
+        choices=["all", "train", "val", "test"],
+        help="split of a named data set (default all)",
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    p.add_argument("--devices", default="1", help="Lightning devices (default 1)")
+    p.add_argument("--strategy", default="auto", help="Lightning strategy (default auto)")
+    p.add_argument("--accelerator", default="auto", help="Lightning accelerator (default auto)")
     args = p.parse_args(argv)
     guard = Guard.load(args.guard)
     images = _load_images(args.path, args.split, guard.config.image_size)
@@ -188,4 +194,4 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main(main, "python -m benchmarks.predict"))

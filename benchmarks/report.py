@@ -16,6 +16,7 @@ import json
 import re
 from pathlib import Path
 
+from safegen_guard.console import plain_help, run_main
 from safegen_guard.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from safegen_guard.review.markup import page, png_data_uri, table
 
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     """CLI: ``--readme README.md --results results/results.json`` (and/or ``--markdown``)."""
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.report",
-        description=__doc__,
+        description=plain_help(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -326,4 +327,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main(main, "python -m benchmarks.report"))

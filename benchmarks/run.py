@@ -31,6 +31,7 @@ from pathlib import Path
 
 from benchmarks.dataset_run import run_dataset
 from benchmarks.report import summary_table, write_outputs
+from safegen_guard.console import plain_help, run_main
 from safegen_guard.io import atomic_write_text
 
 __all__ = ["main", "SUITES"]
@@ -66,17 +67,28 @@ SUITES: dict[str, dict] = {
 MODALITIES = {"mri": "mni152", "ct": "ct_phantom"}
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line arguments of ``python -m benchmarks.run``."""
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
-        description=__doc__,
+        description=plain_help(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--suite", default="quick", choices=["quick", "full", "tiny"])
-    p.add_argument("--modality", default="mri", choices=["mri", "ct", "all"])
+    p.add_argument(
+        "--suite",
+        default="quick",
+        choices=["quick", "full", "tiny"],
+        help="quick (default, CPU), full (GPU), tiny (tests only)",
+    )
+    p.add_argument(
+        "--modality",
+        default="mri",
+        choices=["mri", "ct", "all"],
+        help="embedded data: mri (mni152, default), ct (ct_phantom) or all",
+    )
     p.add_argument("--data", default=None, help="a path to your scans instead of the embedded data")
-    p.add_argument("--out", default="results")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument(
         "--steps",
         type=int,
@@ -110,7 +122,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also write every method's raw image scores (scores_<data>.npz)",
     )
-    return p.parse_args(argv)
+    return p
 
 
 @contextmanager
@@ -135,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; returns the results dict (also written to ``--out``)."""
     from benchmarks.provenance import provenance
 
-    args = _parse(argv)
+    args = build_parser().parse_args(argv)
     suite = SUITES[args.suite]
     t0 = time.perf_counter()
     results = {
@@ -194,4 +206,4 @@ def _guard_fields(config: dict) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main(main, "python -m benchmarks.run"))

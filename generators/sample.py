@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from generators.configs import config_from_dict
+from safegen_guard.console import plain_help, run_main
 from safegen_guard.validation import check_images, check_positive_int
 
 __all__ = ["load_generator", "save_grid", "save_pngs", "main"]
@@ -115,7 +116,11 @@ def save_pngs(images: torch.Tensor, directory: str | Path, prefix: str = "sample
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line arguments of ``python -m generators.sample``."""
-    p = argparse.ArgumentParser(prog="python -m generators.sample", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m generators.sample",
+        description=plain_help(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("checkpoint", type=Path, help="Lightning .ckpt from generators.train")
     p.add_argument("-n", "--num-samples", type=int, default=64, help="images to draw")
     p.add_argument("--out", type=Path, required=True, help="output directory")
@@ -146,4 +151,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main, "python -m generators.sample"))

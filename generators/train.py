@@ -33,6 +33,8 @@ from generators.configs import (
 )
 from generators.datamodule import SliceDataModule
 from generators.sample import save_grid
+from safegen_guard.console import plain_help, run_main
+from safegen_guard.progress import StepProgressBar
 
 __all__ = [
     "build_module",
@@ -116,15 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line arguments of ``python -m generators.train``."""
     p = argparse.ArgumentParser(
         prog="python -m generators.train",
-        description=__doc__,
+        description=plain_help(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", choices=MODEL_TYPES)
+    p.add_argument("model", choices=MODEL_TYPES, help="generator to train")
     p.add_argument(
         "--data", default="mni152", help="'mni152', 'ct_phantom' or a NIfTI/DICOM/PNG folder"
     )
     p.add_argument("--size", type=int, default=64, help="image size (power of two, 16-256)")
-    p.add_argument("--preset", choices=PRESETS, default="cpu")
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="cpu",
+        help="network and training preset: tiny for tests, cpu (default), full for a GPU",
+    )
     p.add_argument(
         "--max-steps",
         type=int,
@@ -141,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guard", default=None, help="saved SAFEGEN guard directory")
     p.add_argument("--guard-every", type=int, default=100, help="batches between guard checks")
     p.add_argument("--guard-samples", type=int, default=16, help="samples per guard check")
-    p.add_argument("--logger", choices=LOGGERS, default="csv")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--logger", choices=LOGGERS, default="csv", help="metrics and images (default csv)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--batch-size", type=int, default=None, help="default from the preset")
     p.add_argument("--accelerator", default=None, help="default from the preset")
     p.add_argument("--devices", default="auto", help="Lightning devices ('auto', 1, '0,1')")
@@ -169,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--resume", type=Path, default=None, help="checkpoint to resume from")
     p.add_argument("--grid", type=int, default=16, help="images in the final sample grid")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -220,6 +230,9 @@ def _callbacks(args: argparse.Namespace, out: Path, every: int, module: Any) -> 
     ]
     if args.guard is not None:
         callbacks.append(build_guard_callback(args.guard, args.guard_every, args.guard_samples))
+    if not args.quiet:  # batches out of --max-steps with an ETA, across epochs
+        steps_per_batch = module.optimizer_steps_per_batch
+        callbacks.append(StepProgressBar(args.model, steps_per_batch=steps_per_batch))
     return callbacks
 
 
@@ -247,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         log_every_n_steps=train_cfg.log_every,
         default_root_dir=str(out),
-        enable_progress_bar=False,
+        enable_progress_bar=not args.quiet,
     )
     trainer.fit(module, datamodule=data, ckpt_path=str(args.resume) if args.resume else None)
     # the periodic checkpoints miss the final steps (and a --max-minutes stop entirely)
@@ -260,4 +273,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main, "python -m generators.train"))

@@ -166,7 +166,8 @@ def _fit(args: argparse.Namespace) -> int:
     from safegen_guard.guard_fit import load_fit_data
     from safegen_guard.io import atomic_write_json
 
-    overrides = {"seed": args.seed, "false_reject_rate": args.false_reject_rate}
+    # progress bars on the command line whatever the profile (tiny turns them off for tests)
+    overrides = {"seed": args.seed, "false_reject_rate": args.false_reject_rate, "progress": True}
     if args.size:
         overrides["image_size"] = args.size
     if args.steps:

@@ -192,5 +192,6 @@ def train_realism_net(
         seed=seed,
         accelerator=accelerator,
         progress=progress,
+        description="realism network",
     )
     return model.to(memory_format=torch.channels_last)

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from safegen_guard.detector.autoencoder import SafeGenAutoencoder
+from safegen_guard.progress import StepProgressBar
 
 __all__ = ["LossModule", "fit_module", "denoising_loss", "train_autoencoder", "coarse_noise"]
 
@@ -91,8 +92,12 @@ def fit_module(
     seed: int,
     accelerator: str = "auto",
     progress: bool = True,
+    description: str = "training",
 ) -> nn.Module:
     """Train ``model`` on ``images`` ``[N, C, H, W]`` for exactly ``steps`` optimiser steps.
+
+    With ``progress`` one bar labelled ``description`` shows the step out of ``steps`` and an
+    ETA (:class:`~safegen_guard.progress.StepProgressBar`).
 
     Returns:
         ``model`` on the CPU in eval mode.
@@ -113,6 +118,7 @@ def fit_module(
         enable_checkpointing=False,
         enable_progress_bar=progress,
         enable_model_summary=False,
+        callbacks=[StepProgressBar(description)] if progress else None,
     )
     module = LossModule(model, loss_fn, learning_rate, steps, seed).train()
     trainer.fit(module, loader)
@@ -158,4 +164,5 @@ def train_autoencoder(
         seed=seed,
         accelerator=accelerator,
         progress=progress,
+        description="autoencoder",
     )

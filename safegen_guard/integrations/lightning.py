@@ -12,7 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from safegen_guard.guard import Guard
 from safegen_guard.integrations._gather import gather_verdicts, lightning_all_gather
@@ -81,6 +81,9 @@ class SafeGenCallback(Callback):
         on_exceed: ``"warn"`` or ``"stop"`` (sets ``trainer.should_stop``, agreed by all ranks).
         strict: re-raise exceptions from inside the callback.
         prefix: metric / logger key prefix (distinct per instance when several coexist).
+        verbose: one summary line per check on rank zero (unsafe count and rate, score mean
+            and p95, reasons), printed above the progress bar, or logged with
+            ``rank_zero_info`` (the ``lightning.pytorch`` logger) when there is none.
 
     Example:
         >>> cb = SafeGenCallback(guard, quarantine_dir="quarantine")  # doctest: +SKIP
@@ -104,6 +107,7 @@ class SafeGenCallback(Callback):
         on_exceed: str = "warn",
         strict: bool = False,
         prefix: str = "safegen",
+        verbose: bool = True,
     ) -> None:
         if not isinstance(guard, Guard):
             raise TypeError(f"`guard` must be a safegen_guard.Guard, got {type(guard).__name__}")
@@ -120,6 +124,8 @@ class SafeGenCallback(Callback):
             check_probability(max_unsafe_rate, "max_unsafe_rate", open_interval=False)
         if not isinstance(strict, bool):
             raise TypeError(f"`strict` must be a bool, got {type(strict).__name__}")
+        if not isinstance(verbose, bool):
+            raise TypeError(f"`verbose` must be a bool, got {type(verbose).__name__}")
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"`prefix` must be a non-empty str, got {prefix!r}")
         self.guard = guard
@@ -134,6 +140,7 @@ class SafeGenCallback(Callback):
         self.on_exceed = check_choice(on_exceed, "on_exceed", ("warn", "stop"))
         self.strict = strict
         self.prefix = prefix
+        self.verbose = verbose
         self.quarantine = Quarantine(quarantine_dir) if quarantine_dir is not None else None
         if audit_log is None and quarantine_dir is not None:
             audit_log = Path(quarantine_dir) / "audit.jsonl"
@@ -273,10 +280,23 @@ class SafeGenCallback(Callback):
         if summary is None or verdict is None:
             return
         self._append_history(summary, step, trainer.current_epoch, stage, index)
+        if self.verbose and trainer.is_global_zero:
+            self._announce(
+                trainer, summary_line(summary, prefix=self.prefix, step=step, stage=stage)
+            )
         if trainer.is_global_zero:
             self._guarded("images", self._log_images, trainer, images, verdict, step, index)
             self._guarded("audit", self._write_audit, images, verdict, ranks, step, index, stage)
         self._guarded("action", self._apply_action, trainer, summary["unsafe_rate"])
+
+    @staticmethod
+    def _announce(trainer: pl.Trainer, line: str) -> None:
+        """Print ``line`` above an active progress bar (keeping it intact), else log it."""
+        bar = trainer.progress_bar_callback
+        if bar is not None and bar.is_enabled:
+            bar.print(line)
+        else:
+            rank_zero_info(line)
 
     def _evaluate_local(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, index: int
@@ -463,6 +483,32 @@ class SafeGenCallback(Callback):
         )
         if self.on_exceed == "stop":
             trainer.should_stop = True
+
+
+def summary_line(summary: dict[str, float], *, prefix: str, step: int, stage: str) -> str:
+    """One line for a check: ``safegen check at step 120 (train): 5/16 unsafe (31%), ...``.
+
+    Args:
+        summary: the output of :func:`summarise` (plus ``errors``, if logged).
+        prefix: the callback's metric prefix, which names it in the line.
+        step: ``trainer.global_step`` of the check.
+        stage: ``"train"`` or ``"validation"``.
+    """
+    n = int(summary["num_samples"])
+    unsafe = round(summary["unsafe_rate"] * n)
+    reasons = sorted(
+        ((k.split("/", 1)[1], int(v)) for k, v in summary.items() if k.startswith("reason/")),
+        key=lambda kv: -kv[1],
+    )
+    fired = ", ".join(f"{name} {count}" for name, count in reasons if count > 0) or "none"
+    line = (
+        f"{prefix} check at step {step} ({stage}): {unsafe}/{n} unsafe "
+        f"({summary['unsafe_rate']:.0%}), score mean {summary['score_mean']:.2f} "
+        f"p95 {summary['score_p95']:.2f}, reasons: {fired}"
+    )
+    if summary.get("errors"):
+        line += f", errors {int(summary['errors'])}"
+    return line
 
 
 def _check_optional_int(value: object, name: str) -> None:

@@ -163,5 +163,6 @@ def train_encoder(
         seed=seed,
         accelerator=accelerator,
         progress=progress,
+        description="copy encoder",
     )
     return encoder.cpu().eval()

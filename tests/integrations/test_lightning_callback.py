@@ -290,3 +290,44 @@ def test_constructor_validation(tiny_guard, kwargs, exc, match):
 def test_guard_type_is_checked():
     with pytest.raises(TypeError, match="`guard` must be a safegen_guard.Guard, got str"):
         SafeGenCallback("guard")
+
+
+def test_one_summary_line_per_check(tiny_guard, tmp_path, caplog, capsys, monkeypatch):
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("lightning.pytorch"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="lightning.pytorch")
+    cb = SafeGenCallback(tiny_guard, every_n_steps=2, num_samples=6, sample_fn=_noise_or_nan)
+    _trainer(tmp_path, [cb], max_epochs=1).fit(TinyGenerator(), *loaders())
+    lines = [r.getMessage() for r in caplog.records if "safegen check at step" in r.getMessage()]
+    assert cb.checks == 3 and len(lines) == 3  # 2 step checks + 1 at validation end
+    assert lines[0].startswith("safegen check at step 2 (train): ")
+    assert lines[2].startswith("safegen check at step 4 (validation): ")
+    unsafe = round(cb.history[0]["unsafe_rate"] * 6)
+    assert f": {unsafe}/6 unsafe (" in lines[0] and "non_finite 1" in lines[0]
+    caplog.clear()
+    barred = SafeGenCallback(tiny_guard, num_samples=2)  # printed above the progress bar
+    _trainer(tmp_path, [barred], max_epochs=1, enable_progress_bar=True).fit(
+        TinyGenerator(), *loaders()
+    )
+    assert capsys.readouterr().out.count("safegen check at step 4 (validation): ") == 1
+    quiet = SafeGenCallback(tiny_guard, num_samples=2, verbose=False)
+    _trainer(tmp_path, [quiet], max_epochs=1).fit(TinyGenerator(), *loaders())
+    assert quiet.checks == 1
+    assert not [r for r in caplog.records if "check at step" in r.getMessage()]
+
+
+def test_summary_line_text(tiny_guard):
+    from safegen_guard.integrations.lightning import summary_line
+
+    summary = {
+        "unsafe_rate": 0.3125, "score_mean": 1.234, "score_p95": 2.9, "num_samples": 16.0,
+        "memorized_rate": 0.0, "reason/recon": 2.0, "reason/texture": 4.0, "reason/ring": 0.0,
+        "errors": 1.0,
+    }  # fmt: skip
+    assert summary_line(summary, prefix="safegen", step=120, stage="train") == (
+        "safegen check at step 120 (train): 5/16 unsafe (31%), score mean 1.23 p95 2.90, "
+        "reasons: texture 4, recon 2, errors 1"
+    )
+    with pytest.raises(TypeError, match="`verbose` must be a bool, got int"):
+        SafeGenCallback(tiny_guard, verbose=1)
