@@ -17,6 +17,13 @@ REASONS: dict[str, str] = {
     "patterns, k-space spikes, aliasing)",
     "sharpness": "high frequencies are missing in some direction (blur, motion smearing)",
     "ring": "concentric structure in the residual (ring or Gibbs-like artifacts)",
+    "patch_density": "some patches are unlike every real patch the guard has seen (their "
+    "realism-network features are far from a bank of real-scan patches): unfamiliar local "
+    "content such as noise, foreign structure or generator artifacts",
+    "fpi": "the realism network, trained to find pieces of other slices blended into a real "
+    "slice, sees foreign patches (pasted, ghosted or wrapped-around content)",
+    "ams": "the realism network's features of the image and of its reconstruction differ at "
+    "several scales: content the network cannot reproduce",
     "memorized": "the image is a near copy of one of the generator's training images "
     "(privacy: see the nearest training file)",
     "non_finite": "the image contains NaN or infinite values",

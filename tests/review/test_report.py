@@ -53,3 +53,15 @@ def test_report_pages_worst_first(tmp_path):
 def test_table_escapes_cells_but_not_raw_columns():
     html = table(["a", "b", "c"], [["<script>", "<b>x</b>", 0.123456]], raw=(1,))
     assert "&lt;script&gt;" in html and "<b>x</b>" in html and ">0.1235<" in html
+
+
+def test_every_registered_view_and_reason_has_a_glossary_entry():
+    from pathlib import Path
+
+    from safegen_guard.detector.registry import list_views
+    from safegen_guard.review.glossary import REASONS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for name in (*list_views(), "memorized", "non_finite"):
+        assert name in REASONS, f"{name} has no glossary entry"
+        assert f"| `{name}` |" in readme, f"README glossary misses {name}"
