@@ -182,59 +182,89 @@ def _run_training_set(run: Path, data: str, size: int) -> torch.Tensor:
     return (train.subset(subset["index"]) if subset else train).images
 
 
+def _trained_steps(checkpoint: Path) -> int | None:
+    """``global_step`` of a Lightning checkpoint (``None`` when it cannot be read safely)."""
+    try:
+        return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"])
+    except Exception:  # a checkpoint with non-tensor hyperparameters
+        return None
+
+
 def generators(
     runs: list[Path], data: str, size: int, n: int, steps: int, seed: int, figure: Path | None
 ) -> dict:
-    """Copy rates of trained DDPM runs, each against an index of its own training images."""
+    """Copy rates of trained DDPM runs, each against an index of its own training images.
+
+    Each run's index is fitted on exactly the images it trained on (``subset.json``), with the
+    data set's ``val`` split (8 acquisition draws) as the null; ``n`` samples are drawn with a
+    fixed seed. ``heldout_false_rate`` is the share of real ``test`` images (4 draws) the same
+    index calls memorized: what ``copy_rate`` is for a generator that copies nothing.
+    """
     from generators.ddpm import DDPMModule
 
     out, panels = {}, []
     held = load_dataset(data, "val", size, variants=8, seed=seed + 1).images
+    test = load_dataset(data, "test", size, variants=4, seed=seed + 7).images
     for run in runs:
         train = _run_training_set(run, data, size)
         index = MemorizationIndex.fit(train, held, config=MemorizationConfig(seed=seed))
-        module = DDPMModule.load_from_checkpoint(
-            run / "checkpoints" / "last.ckpt", map_location="cpu"
-        ).eval()
+        ckpt = run / "checkpoints" / "last.ckpt"
+        module = DDPMModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
         with torch.no_grad():
             x = module.sample(n, torch.Generator().manual_seed(seed), num_inference_steps=steps)
         x = x.float().clamp(0, 1)
         r = index.check(x)
+        copied = r.nearest_index[r.memorized]
         out[run.name] = {
             "training_images": len(train),
+            "trained_steps": _trained_steps(ckpt),
             "samples": n,
             "copy_rate": float(r.memorized.float().mean()),
+            "heldout_false_rate": float(index.check(test).memorized.float().mean()),
             "median_similarity": float(r.similarity.median()),
             "threshold": r.threshold,
-            "distinct_training_images_copied": int(r.nearest_index[r.memorized].unique().numel()),
+            "distinct_training_images_copied": int(copied.unique().numel()),
         }
-        order = torch.argsort(r.similarity, descending=True)[:4]
-        panels.append((run.name, x[order], train[r.nearest_index[order]], r.similarity[order]))
+        # samples spread over the similarity ranking (most similar first), not only the top
+        order = torch.argsort(r.similarity, descending=True)
+        pick = order[torch.linspace(0, n - 1, min(n, 6)).round().long()]
+        panels.append(
+            (run.name, x[pick], train[r.nearest_index[pick]], r.similarity[pick], r.memorized[pick])
+        )
     if figure is not None:
         _figure(panels, figure)
     return out
 
 
 def _figure(panels: list, path: Path) -> None:
+    """Per run: a row of samples (most to least similar) above their nearest training image."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(panels) * 2, 4, figsize=(6, 3.2 * len(panels)))
-    for p, (name, samples, nearest, sims) in enumerate(panels):
+    cols = max(len(p[1]) for p in panels)
+    fig, axes = plt.subplots(
+        len(panels) * 2, cols, figsize=(1.2 * cols, 2.75 * len(panels)), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for p, (name, samples, nearest, sims, memorized) in enumerate(panels):
         for j in range(len(samples)):
-            for row, img, title in (
-                (2 * p, samples[j], f"{name}\\nsim {sims[j]:.3f}"),
-                (2 * p + 1, nearest[j], "nearest training"),
-            ):
-                ax = axes[row, j]
-                ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
-                ax.set_title(title, fontsize=7)
-                ax.axis("off")
+            tag = "COPY" if bool(memorized[j]) else "not a copy"
+            top, bottom = axes[2 * p, j], axes[2 * p + 1, j]
+            top.imshow(samples[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+            top.set_title(f"{tag}\nsim {float(sims[j]):.3f}", fontsize=6)
+            bottom.imshow(nearest[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+            bottom.set_title("nearest training", fontsize=6)
+        axes[2 * p, 0].text(
+            -0.15, 0.5, name, transform=axes[2 * p, 0].transAxes, rotation=90,
+            ha="right", va="center", fontsize=7,
+        )  # fmt: skip
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> dict:
