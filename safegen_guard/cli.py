@@ -11,23 +11,18 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import os
-import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
+from safegen_guard.image_files import expand_inputs, read_images
 
 __all__ = ["main", "build_parser", "read_images"]
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-_ARRAY_SUFFIXES = (".npy", ".pt")
-_SUFFIXES = _IMAGE_SUFFIXES + _ARRAY_SUFFIXES
+_RUN_ID_ENV = "SAFEGEN_SCORE_RUN_ID"
 _EXPLAINER_STEPS = {"tiny": 100, "quick": 1500, "full": 3000}
 
 
@@ -126,7 +121,30 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
         help="resize images whose size differs from the guard's (default: skip them)",
     )
     s.add_argument(
-        "--batch-size", type=_positive_int, default=64, help="images per scoring chunk (>= 1)"
+        "--batch-size",
+        type=_positive_int,
+        default=64,
+        help="images per scoring chunk and files per data-loader batch (>= 1)",
+    )
+    s.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs already in OUT/verdicts.jsonl (same path and content hash)",
+    )
+    s.add_argument(
+        "--devices", type=_positive_int, default=1, help="scoring processes per node (CPU)"
+    )
+    s.add_argument("--num-nodes", type=_positive_int, default=1, help="nodes (default 1)")
+    s.add_argument(
+        "--strategy", default="auto", help="Lightning strategy, e.g. ddp (default: auto)"
+    )
+    s.add_argument(
+        "--num-workers", type=int, default=0, help="data-loader processes reading files per rank"
+    )
+    s.add_argument(
+        "--run-id",
+        default=None,
+        help="run id shared by every rank (default: a new one; set it for multi-node launches)",
     )
 
 
@@ -203,96 +221,14 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _expand(inputs: Sequence[str]) -> tuple[list[Path], list[dict]]:
-    """Files to score, and the inputs that gave none (``{"path", "error"}`` each).
-
-    A glob pattern that matches nothing, a path that does not exist and a dangling symbolic
-    link (given, or found in a folder) are reported, never read as a literal file name.
-    """
-    paths: list[Path] = []
-    skipped: list[dict] = []
-    for item in inputs:
-        matches = sorted(glob.glob(item))
-        if not matches:
-            if glob.has_magic(item):
-                reason = "the glob pattern matched no files"
-            elif os.path.islink(item):
-                reason = f"dangling symbolic link (to {os.readlink(item)!r})"
-            else:
-                reason = "no such file or folder"
-            skipped.append({"path": item, "error": reason})
-        for m in map(Path, matches):
-            found = (
-                sorted(q for q in m.rglob("*") if q.suffix.lower() in _SUFFIXES)
-                if m.is_dir()
-                else [m]
-            )
-            for q in found:
-                if q.is_symlink() and not q.exists():
-                    skipped.append(
-                        {"path": str(q), "error": f"dangling symbolic link (to {os.readlink(q)!r})"}
-                    )
-                elif q.is_dir():
-                    continue
-                else:
-                    paths.append(q)
-    return paths, skipped
-
-
-def read_images(path: Path) -> torch.Tensor:
-    """Read one file as ``[N, 1, H, W]`` float32 in ``[0, 1]``.
-
-    PNG/JPG (8- or 16-bit grey or colour, converted to grey), ``.npy`` arrays and ``.pt``
-    tensors (loaded with ``weights_only=True``) of shape ``[H,W]``, ``[1,H,W]`` or
-    ``[N,1,H,W]`` already in ``[0, 1]``.
-
-    Raises:
-        ValueError: unreadable file or unsupported shape/suffix.
-    """
-    suffix = path.suffix.lower()
-    if suffix in _IMAGE_SUFFIXES:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("I;16") if im.mode.startswith("I;16") else im.convert("L"))
-        scale = 65535.0 if arr.dtype == np.uint16 else 255.0
-        t = torch.from_numpy(arr.astype(np.float32) / scale)
-    elif suffix == ".npy":
-        t = torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32))
-    elif suffix == ".pt":
-        try:
-            t = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-            raise ValueError(
-                f"{path} is not a plain tensor file: torch refused it with weights_only=True "
-                f"({type(err).__name__}; it holds pickled Python objects or is damaged); not "
-                "loaded, since loading it otherwise could run code"
-            ) from err
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"expected a tensor in {path}, got {type(t).__name__}")
-        t = t.float()
-    else:
-        raise ValueError(
-            f"unsupported file type {suffix!r} ({path}); expected "
-            f"{', '.join(_IMAGE_SUFFIXES + _ARRAY_SUFFIXES)}"
-        )
-    while t.ndim < 4:
-        t = t.unsqueeze(0)
-    if t.ndim != 4:
-        raise ValueError(f"expected [H,W], [1,H,W] or [N,1,H,W] in {path}, got {tuple(t.shape)}")
-    return t
-
-
 def _score(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
+    """Score files through Lightning ``Trainer.predict`` (see :mod:`safegen_guard.score_run`)."""
     from safegen_guard import Guard
     from safegen_guard.errors import NotFittedError
     from safegen_guard.integrations.audit import new_run_id
-    from safegen_guard.io import append_jsonl, atomic_write_json
-    from safegen_guard.review.outputs import PanelWriter, calibration_scores, resize_to
+    from safegen_guard.io import atomic_write_json
+    from safegen_guard.score_run import merge_shards, predict_files, run_records
     from safegen_guard.summary import summarize
-    from safegen_guard.verdict import Verdict
 
     out = _output_folder(args.out)  # before any work
     guard = Guard.load(args.guard)
@@ -300,52 +236,61 @@ def _score(args: argparse.Namespace) -> int:
         raise NotFittedError(
             f"{args.guard} has no explainer; refit it with `safegen fit` (without --no-explainer)"
         )
-    paths, skipped = _expand(args.inputs)
-    run_id = new_run_id()  # tags this run's lines in verdicts.jsonl and names its panels
-    which = "all" if args.report else args.overlays
-    panels = PanelWriter(out / "overlays" / run_id)
-    size, run_records, n_inputs = guard.config.image_size, [], len(paths) + len(skipped)
-    schema = Verdict  # the class of the verdicts scored (its fields decide the summary)
-    for path in tqdm(paths, desc="scoring", unit="file"):
-        try:
-            x = read_images(path)
-            x = resize_to(x, size) if args.resize else x
-            verdicts = _evaluate(guard, x, args.batch_size, args.explain)
-        except (ValueError, TypeError, OSError) as err:
-            skipped.append({"path": str(path), "error": str(err)})
-            continue
-        records = []
-        for i, v in enumerate(verdicts):
-            schema = type(v)
-            r = {**v.to_records()[0], "index": i, "path": str(path), "run_id": run_id}
-            if r.get("nearest_index") is not None and guard.memorization is not None:
-                r["nearest_training_file"] = guard.memorization.labels[r["nearest_index"]]
-            if which == "all" or (which == "unsafe" and r["unsafe"]):
-                name = panels.name_for(path, i, len(verdicts))
-                panels.write(x[i], v, name)
-                r["overlay"] = f"overlays/{run_id}/{name}"
-            records.append(r)
-        append_jsonl(out / "verdicts.jsonl", records)
-        run_records += records
+    paths, skipped = expand_inputs(args.inputs)
+    # one run id for every rank: DDP re-launches this command with this environment
+    run_id = args.run_id or os.environ.get(_RUN_ID_ENV) or new_run_id()
+    inherited = os.environ.get(_RUN_ID_ENV)
+    os.environ[_RUN_ID_ENV] = run_id
+    try:
+        trainer, scorer, recovered = predict_files(
+            guard, paths, out, run_id,
+            overlays="all" if args.report else args.overlays, explain=args.explain,
+            resize=args.resize, resume=args.resume, batch_size=args.batch_size,
+            devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
+            num_workers=args.num_workers,
+        )  # fmt: skip
+    finally:  # a later run in this process gets its own id
+        if inherited is None:
+            os.environ.pop(_RUN_ID_ENV, None)
+        else:
+            os.environ[_RUN_ID_ENV] = inherited
+    if not trainer.is_global_zero:
+        return 0
+    merged = merge_shards(out)
+    size, n_inputs = guard.config.image_size, len(paths) + len(skipped)
+    skipped += merged.skipped
     _report_skipped(skipped, n_inputs, size)
-    stats = summarize(run_records, schema=schema)
+    copies: list[dict] = []
+
+    def this_run():  # streamed: verdicts.jsonl is never loaded whole for the summary
+        for r in run_records(out, run_id):
+            if r.get("memorized"):
+                copies.append(_copy_entry(r))
+            yield r
+
+    stats = summarize(this_run(), schema=scorer.verdict_cls)
     summary = {
         "run_id": run_id,
-        "images": len(run_records),
+        "images": int(stats["num_samples"]),
         "unsafe": int(stats["num_unsafe"]),
         "skipped_files": len(skipped),
+        "already_scored_files": merged.already_scored,
+        "recovered_images": sum(recovered.added.values()),
         "unsafe_rate": stats["unsafe_rate"],
-        "memorized": [_copy_entry(r) for r in run_records if r.get("memorized")],
+        "memorized": copies,
         "guard": guard.fingerprint,
+        "world_size": trainer.world_size,
         "skipped": skipped,
         "statistics": {k: None if math.isnan(v) else v for k, v in stats.items()},
     }
     atomic_write_json(out / "summary.json", summary)
     if args.report:
+        from safegen_guard.review.outputs import calibration_scores
         from safegen_guard.review.report import write_report
 
         cal = calibration_scores(guard)
-        index = write_report(out, run_records, summary, cal, threshold=guard.calibrator.alpha)
+        records = list(run_records(out, run_id))
+        index = write_report(out, records, summary, cal, threshold=guard.calibrator.alpha)
         print(f"report: {index}", file=sys.stderr)
     hidden = ("skipped", "memorized", "statistics")
     print(json.dumps({k: v for k, v in summary.items() if k not in hidden}))
@@ -353,7 +298,7 @@ def _score(args: argparse.Namespace) -> int:
         print(f"copy: {c['path']}[{c['index']}] ~ {c['nearest_training_file']}", file=sys.stderr)
     if not paths:
         print(f"safegen: error: no input files matched {list(args.inputs)}", file=sys.stderr)
-    return 0 if run_records else 2
+    return 0 if summary["images"] or merged.already_scored else 2
 
 
 def _copy_entry(record: dict) -> dict:
@@ -373,18 +318,6 @@ def _output_folder(out: str) -> Path:
     except OSError as err:
         raise InputValidationError(f"--out {path} cannot be created: {err}") from err
     return path
-
-
-def _evaluate(guard, x: torch.Tensor, batch_size: int, explain: bool) -> list:  # noqa: ANN001
-    """One-image verdicts of ``x``; unsafe ones carry heatmap, Grad-CAM and SHAP if asked."""
-    verdict = guard.evaluate(x, batch_size=batch_size)
-    singles = [verdict.select([i]) for i in range(len(verdict))]
-    unsafe = verdict.unsafe.nonzero().flatten().tolist()
-    if explain and unsafe:
-        explained = guard.evaluate(x[unsafe], batch_size=batch_size, explain=True)
-        for j, i in enumerate(unsafe):
-            singles[i] = explained.select([j])
-    return singles
 
 
 def _report_skipped(skipped: list[dict], n_files: int, size: int) -> None:

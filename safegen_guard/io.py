@@ -13,15 +13,18 @@ raised. Files are created with the mode the process umask allows (like ``open``)
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "atomic_extend_jsonl",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
@@ -176,6 +179,47 @@ def append_jsonl(path: str | os.PathLike, records: list[dict[str, Any]]) -> Path
             raise
     finally:
         os.close(fd)
+    return path
+
+
+def atomic_extend_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> Path:
+    """Replace ``path`` by its lines plus one line per record, atomically and streaming.
+
+    The old lines are copied block by block and the records written one by one into a temp
+    file in the same folder, which is fsync-ed and renamed over ``path``: readers (and a
+    run killed at any point) see the old file or the complete new one, and neither the old
+    file nor the records are ever held in memory at once. An unfinished last line of the old
+    file is dropped. Nothing is written when ``records`` is empty.
+
+    Raises:
+        OSError: the new file could not be written; ``path`` is untouched.
+    """
+    path = Path(path)
+    records = iter(records)
+    first = next(records, None)
+    if first is None:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
+            if path.is_file():
+                with open(path, "rb") as old:
+                    tail = b""
+                    for block in iter(lambda: old.read(1 << 20), b""):
+                        keep = (tail + block).rfind(b"\n") + 1
+                        fh.write((tail + block)[:keep])
+                        tail = (tail + block)[keep:]
+            for r in itertools.chain([first], records):
+                fh.write((json.dumps(r, sort_keys=True, default=str) + "\n").encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
     return path
 
 

@@ -63,7 +63,7 @@ def test_module_help_is_plain_and_every_option_explained():
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
 
 
-@pytest.mark.parametrize("module", ["benchmarks.report", "benchmarks.predict", "benchmarks.loo"])
+@pytest.mark.parametrize("module", ["benchmarks.report", "benchmarks.loo"])
 def test_help_of_mains_without_a_parser_function(module, capsys):
     import importlib
 
