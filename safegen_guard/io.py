@@ -13,13 +13,14 @@ raised. Files are created with the mode the process umask allows (like ``open``)
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,13 +103,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, exclusive: bool 
         OSError: the data could not be written; the old file (if any) is untouched and the
             temporary file removed.
     """
-    path = Path(path)
+    with _replacing(Path(path), exclusive=exclusive) as fd:
+        _write_all(fd, data)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def _replacing(path: Path, *, exclusive: bool = False) -> Iterator[int]:
+    """Yield the descriptor of a temp file beside ``path``; then fsync it and rename it there.
+
+    The temp file's mode follows the umask; the rename is ``os.replace`` (or a hard link that
+    refuses an existing name with ``exclusive``) followed by an fsync of the folder. On any
+    error the temp file is removed and ``path`` is untouched.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         try:
             os.fchmod(fd, 0o666 & ~_umask())
-            _write_all(fd, data)
+            yield fd
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -120,7 +133,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, exclusive: bool 
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-    return path
 
 
 def _link_new(tmp: str, path: Path) -> None:
@@ -185,11 +197,11 @@ def append_jsonl(path: str | os.PathLike, records: list[dict[str, Any]]) -> Path
 def atomic_extend_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> Path:
     """Replace ``path`` by its lines plus one line per record, atomically and streaming.
 
-    The old lines are copied block by block and the records written one by one into a temp
-    file in the same folder, which is fsync-ed and renamed over ``path``: readers (and a
-    run killed at any point) see the old file or the complete new one, and neither the old
-    file nor the records are ever held in memory at once. An unfinished last line of the old
-    file is dropped. Nothing is written when ``records`` is empty.
+    The old lines are copied block by block and the records written in blocks into a temp
+    file in the same folder, which is fsync-ed and renamed over ``path``: readers (and a run
+    killed at any point) see the old file or the complete new one, and neither the old file
+    nor the records are ever held in memory at once. An unfinished last line of the old file
+    is dropped. Nothing is written when ``records`` is empty.
 
     Raises:
         OSError: the new file could not be written; ``path`` is untouched.
@@ -199,28 +211,37 @@ def atomic_extend_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any
     first = next(records, None)
     if first is None:
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())
-            if path.is_file():
-                with open(path, "rb") as old:
-                    tail = b""
-                    for block in iter(lambda: old.read(1 << 20), b""):
-                        keep = (tail + block).rfind(b"\n") + 1
-                        fh.write((tail + block)[:keep])
-                        tail = (tail + block)[keep:]
-            for r in itertools.chain([first], records):
-                fh.write((json.dumps(r, sort_keys=True, default=str) + "\n").encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with _replacing(path) as fd:
+        if path.is_file():
+            with open(path, "rb") as old:
+                tail = b""
+                for block in iter(lambda: old.read(1 << 20), b""):
+                    data = tail + block
+                    keep = data.rfind(b"\n") + 1
+                    _write_all(fd, data[:keep])
+                    tail = data[keep:]
+        for chunk in _chunks(_json_lines(itertools.chain([first], records))):
+            _write_all(fd, chunk)
     return path
+
+
+def _json_lines(records: Iterable[dict[str, Any]]) -> Iterator[str]:
+    for r in records:
+        yield json.dumps(r, sort_keys=True, default=str) + "\n"
+
+
+def _chunks(lines: Iterable[str], size: int = 1 << 20) -> Iterator[bytes]:
+    """UTF-8 blocks of about ``size`` bytes made of whole lines."""
+    buf: list[bytes] = []
+    n = 0
+    for line in lines:
+        buf.append(line.encode("utf-8"))
+        n += len(buf[-1])
+        if n >= size:
+            yield b"".join(buf)
+            buf, n = [], 0
+    if buf:
+        yield b"".join(buf)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
