@@ -40,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a saved guard", description="Describe a saved guard.")
     i.add_argument("guard", help="folder written by `safegen fit`")
     i.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
-    sub.add_parser("datasets", help="list the embedded data set names")
+    sub.add_parser(
+        "datasets",
+        help="list the embedded data set names",
+        description="List the embedded data set names (usable as --data NAME).",
+    )
     from safegen_guard.review.commands import add_review_commands
 
     add_review_commands(sub)

@@ -156,9 +156,14 @@ def test_help_texts_are_plain_and_complete():
 
     parser = build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, sub in {"safegen": parser, **subs.choices}.items():
+    study = next(
+        a for a in subs.choices["study"]._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    commands = {"safegen": parser, **subs.choices, **study.choices}
+    for name, sub in commands.items():
         text = sub.format_help()
         assert "``" not in text and "::" not in text, name
+        assert sub.description, f"{name} --help has no description"
         for action in sub._actions:
             if not isinstance(action, argparse._SubParsersAction):
                 assert action.help, f"{name} {action.option_strings or action.dest} has no help"

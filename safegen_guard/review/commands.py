@@ -40,7 +40,12 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "SAFEGEN (counterbalanced crossover); analyze accuracy, time and trust.",
     )
     ss = st.add_subparsers(dest="study_command", metavar="STEP", required=True)
-    c = ss.add_parser("create", help="build the cases and score them with a guard")
+    c = ss.add_parser(
+        "create",
+        help="build the cases and score them with a guard",
+        description="Build a study folder: real slices (truth safe), injected artifacts and "
+        "optional generated PNGs, each scored with the guard, and the reading schedule.",
+    )
     c.add_argument("folder", help="study folder to create")
     c.add_argument("--guard", required=True, help="folder written by `safegen fit`")
     c.add_argument("--data", default="mni152", help="data set of the real slices (mni152)")
@@ -61,11 +66,21 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         help="least number of readings between a case's two readings (default: half the cases)",
     )
     c.set_defaults(handler=_study_create)
-    s = ss.add_parser("serve", help="run the study in the browser")
+    s = ss.add_parser(
+        "serve",
+        help="run the study in the browser",
+        description="Serve the study; each reader opens the printed address and enters an id. "
+        "Readings go to FOLDER/study.sqlite; a restart continues where each reader stopped.",
+    )
     s.add_argument("folder", help="study folder")
     _add_server_options(s)
     s.set_defaults(handler=_study_serve)
-    a = ss.add_parser("analyze", help="write analysis.json and analysis.html")
+    a = ss.add_parser(
+        "analyze",
+        help="write analysis.json and analysis.html",
+        description="Per arm accuracy, sensitivity, specificity, decision time and trust; "
+        "repeated-measures ANOVA and paired tests; written as analysis.json and analysis.html.",
+    )
     a.add_argument("folder", help="study folder")
     a.add_argument("--out", default=None, help="output folder (default: the study folder)")
     a.set_defaults(handler=_study_analyze)
