@@ -11,6 +11,7 @@ a field to the dataclass (or to a subclass) is therefore a one-place change.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
@@ -135,9 +136,14 @@ def field_spec(f: Field) -> FieldSpec:
     )
 
 
-def verdict_schema(verdict: Verdict | type[Verdict]) -> list[tuple[str, FieldSpec]]:
+def verdict_schema(verdict: Verdict | type[Verdict]) -> tuple[tuple[str, FieldSpec], ...]:
     """``(name, spec)`` of every field of a verdict (or verdict class), in declaration order."""
-    return [(f.name, field_spec(f)) for f in fields(verdict)]
+    return _class_schema(verdict if isinstance(verdict, type) else type(verdict))
+
+
+@functools.cache
+def _class_schema(cls: type[Verdict]) -> tuple[tuple[str, FieldSpec], ...]:
+    return tuple((f.name, field_spec(f)) for f in fields(cls))
 
 
 @dataclass

@@ -3,51 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from guard_doubles import MeanRuleGuard
+from verdict_ext import ExtVerdict
+from verdict_ext import extend as _extend
+from verdict_ext import make_verdict as _verdict
 
 from safegen_guard.integrations._gather import gather_verdicts
 from safegen_guard.summary import summarize
-from safegen_guard.verdict import FieldSpec, Verdict, field_spec, verdict_field
-
-
-@dataclass
-class ExtVerdict(Verdict):
-    """A verdict with three new fields, declared here and nowhere else."""
-
-    sharpness: torch.Tensor | None = verdict_field(
-        "scalar", fill=float("nan"), dtype=torch.float32, summary="distribution"
-    )
-    blurry: torch.Tensor | None = verdict_field(
-        "scalar", fill=False, dtype=torch.bool, summary="rate"
-    )
-    edges: torch.Tensor | None = verdict_field("map", default=None)
-
-
-def _extend(v: Verdict, offset: float = 0.0) -> ExtVerdict:
-    b, s = len(v), v.anomaly_map.shape[-1]
-    base = {f.name: getattr(v, f.name) for f in fields(v)}
-    return ExtVerdict(
-        **base,
-        sharpness=torch.arange(b, dtype=torch.float32) + offset,
-        blurry=torch.arange(b) % 2 == 0,
-        edges=torch.full((b, 1, s, s), 0.25) + offset,
-    )
-
-
-def _verdict(b: int, offset: float = 0.0, maps: bool = True) -> Verdict:
-    x = torch.rand(b, 1, 8, 8, generator=torch.Generator().manual_seed(b))
-    v = MeanRuleGuard().evaluate(x)
-    v.view_scores = {"mean": x.mean((1, 2, 3)) + offset}
-    v.view_p_values = {"mean": v.p_value.clone()}
-    if maps:  # explanation maps travel too
-        v.gradcam, v.heatmap = x * 0.5, x.flip(-1)
-    return _extend(v, offset)
+from safegen_guard.verdict import FieldSpec, Verdict, field_spec
 
 
 def _assert_equal(a: Verdict, b: Verdict) -> None:
@@ -196,3 +170,34 @@ def test_new_field_in_cli_verdicts(tiny_guard, tiny_real, tmp_path, monkeypatch)
     assert all("edges" in r["maps"] for r in records)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["statistics"]["blurry_rate"] == pytest.approx(2 / 3)
+
+
+def test_gather_over_gloo_with_two_processes(tmp_path):
+    """The same gather through torch.distributed (gloo), one process per rank."""
+    script = Path(__file__).parent / "integrations" / "gather_script.py"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1])]))
+    env["OMP_NUM_THREADS"] = "1"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(rank), "2", str(port), str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    expected = ExtVerdict.cat([_verdict(3), _verdict(2, offset=5.0)])
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert got["records"] == json.loads(json.dumps(expected.to_records()))
+        assert got["ranks"] == [0, 0, 0, 1, 1] and got["errors"] == 3
+        assert got["maps"] == {
+            n: float(getattr(expected, n).sum()) for n in ("gradcam", "heatmap", "edges")
+        }
