@@ -40,6 +40,19 @@ class Scored:
     images_per_s: float
 
 
+PIXEL_METRICS: tuple[str, ...] = (
+    "iou",
+    "dice",
+    "pixel_auroc",
+    "pixel_auprc",
+    "pointing_game",
+    "topk_intersection",
+    "insertion_auc",
+    "deletion_auc",
+)
+"""Pixel-level metrics of a cell (``None`` for a method without maps or a global cell)."""
+
+
 def score_all(method: Baseline, clean: torch.Tensor, suite: list[dict]) -> Scored:
     """Score the clean images and every cell in one pass (timed for throughput)."""
     x = torch.cat([clean] + [c["images"] for c in suite])
@@ -68,17 +81,7 @@ def cell_metrics(
     out = metrics.image_metrics(scored.clean, scored.cells[index], cal.threshold)
     out["false_reject_rate"] = float((scored.clean > cal.threshold).double().mean())
     maps, gt = scored.cell_maps[index], cell["masks"]
-    names = (
-        "iou",
-        "dice",
-        "pixel_auroc",
-        "pixel_auprc",
-        "pointing_game",
-        "topk_intersection",
-        "insertion_auc",
-        "deletion_auc",
-    )
-    out.update(dict.fromkeys(names))
+    out.update(dict.fromkeys(PIXEL_METRICS))
     if maps is None or not cell.get("local", True):
         return _clean_or_nan(out)
     out.update(metrics.mask_overlap(maps > cal.pixel_threshold, gt))
@@ -103,16 +106,7 @@ def pooled_metrics(scored: Scored, cal: Calibrated, select: list[int], cells: li
     anom = torch.cat([scored.cells[i] for i in select])
     out = metrics.image_metrics(scored.clean, anom, cal.threshold)
     out["false_reject_rate"] = float((scored.clean > cal.threshold).double().mean())
-    for key in (
-        "iou",
-        "dice",
-        "pixel_auroc",
-        "pixel_auprc",
-        "pointing_game",
-        "topk_intersection",
-        "insertion_auc",
-        "deletion_auc",
-    ):
+    for key in PIXEL_METRICS:
         vals = [cells[i][key] for i in select if cells[i].get(key) is not None]
         out[key] = float(sum(vals) / len(vals)) if vals else None
     return out

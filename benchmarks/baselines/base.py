@@ -16,7 +16,7 @@ from safegen_guard.config import GuardConfig
 from safegen_guard.detector.autoencoder import AutoencoderConfig
 from safegen_guard.detector.training import LossModule, fit_module  # noqa: F401 (re-export)
 
-__all__ = ["Baseline", "LossModule", "fit_module", "autoencoder_config"]
+__all__ = ["Baseline", "LossModule", "fit_module", "autoencoder_config", "residual_score"]
 
 
 class Baseline(abc.ABC):
@@ -66,9 +66,40 @@ class Baseline(abc.ABC):
         maps = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
         return scores, maps
 
+    def train_module(
+        self,
+        module: torch.nn.Module,
+        loss: LossModule,
+        train: torch.Tensor,
+        budget_steps: int,
+        seed: int,
+    ) -> None:
+        """Fit ``module`` with ``loss`` on ``train`` with the guard's optimiser settings.
+
+        Every learned method trains through this one call (SAFEGEN's trainer, the guard
+        configuration's batch size and learning rate), so only the loss differs.
+        """
+        cfg = self.guard_config
+        fit_module(
+            module,
+            loss,
+            train,
+            steps=budget_steps,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            seed=seed,
+            progress=cfg.progress,
+        )
+
     def describe(self) -> dict:
         """Plain-data description for ``results.json``."""
         return {"label": self.label, "reference": self.reference, "localises": self.localises}
+
+
+def residual_score(x: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B]`` L2 norms and ``[B,1,H,W]`` maps of ``|x - reference|`` (reconstruction methods)."""
+    res = (x - reference).abs()
+    return res.flatten(1).norm(dim=1), res
 
 
 def autoencoder_config(cfg: GuardConfig) -> AutoencoderConfig:

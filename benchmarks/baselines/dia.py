@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.baselines.base import Baseline, fit_module
+from benchmarks.baselines.base import Baseline
 
 __all__ = ["DiaStyle", "dissolve", "nt_xent"]
 
@@ -98,16 +98,7 @@ class DiaStyle(Baseline):
                 enc.head(enc.backbone(dissolve(x, g))), enc.head(enc.backbone(dissolve(x, g)))
             )
 
-        fit_module(
-            self.encoder,
-            loss,
-            train,
-            steps=budget_steps,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            seed=seed,
-            progress=cfg.progress,
-        )
+        self.train_module(self.encoder, loss, train, budget_steps, seed)
         g = torch.Generator().manual_seed(seed)
         bank = train[torch.randperm(len(train), generator=g)[:_MAX_BANK]]
         self.bank = torch.cat([self._features(b) for b in bank.split(256)])

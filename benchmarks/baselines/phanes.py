@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmarks.baselines.base import Baseline, autoencoder_config, fit_module
+from benchmarks.baselines.base import Baseline, autoencoder_config, residual_score
 from safegen_guard.detector.autoencoder import SafeGenAutoencoder
 
 __all__ = ["PhanesStyle", "random_box_masks"]
@@ -76,16 +76,7 @@ class PhanesStyle(Baseline):
             h = self.nets.inpaint(x_in, use_skips=True)
             return F.mse_loss(c, x) + F.mse_loss(h, x) + F.mse_loss(h * m, x * m)
 
-        fit_module(
-            self.nets,
-            loss,
-            train,
-            steps=budget_steps,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            seed=seed,
-            progress=cfg.progress,
-        )
+        self.train_module(self.nets, loss, train, budget_steps, seed)
         with torch.no_grad():
             sm = torch.cat([self._smoothed_residual(v)[0] for v in val.split(128)])
             fg = val > 0.02
@@ -107,6 +98,4 @@ class PhanesStyle(Baseline):
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B]`` L2 norms and ``[B,1,H,W]`` maps ``|x - pseudo-healthy|``."""
-        h, _ = self.pseudo_healthy(x)
-        res = (x - h).abs()
-        return res.flatten(1).norm(dim=1), res
+        return residual_score(x, self.pseudo_healthy(x)[0])

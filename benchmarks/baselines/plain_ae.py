@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmarks.baselines.base import Baseline, autoencoder_config, fit_module
+from benchmarks.baselines.base import Baseline, autoencoder_config, residual_score
 from safegen_guard.detector.autoencoder import SafeGenAutoencoder
 
 __all__ = ["PlainAE"]
@@ -31,20 +31,10 @@ class PlainAE(Baseline):
         def loss(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
             return F.mse_loss(self.model(x, use_skips=False), x)
 
-        fit_module(
-            self.model,
-            loss,
-            train,
-            steps=budget_steps,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            seed=seed,
-            progress=cfg.progress,
-        )
+        self.train_module(self.model, loss, train, budget_steps, seed)
         return self
 
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B]`` L2 residual norms and ``[B,1,H,W]`` absolute residuals."""
-        res = (x - self.model(x, use_skips=False)).abs()
-        return res.flatten(1).norm(dim=1), res
+        return residual_score(x, self.model(x, use_skips=False))
