@@ -118,6 +118,28 @@ def test_killed_run_resumes_without_rescoring_or_duplicates(
     assert evaluated == [] and len(_records(out)) == 8
 
 
+def test_kill9_mid_run_then_resume(guard_dir, inputs, tmp_path, capsys):
+    """A real SIGKILL after 3 appended batches; --resume scores only the rest, once."""
+    reference = tmp_path / "ref"
+    assert _score(guard_dir, inputs, reference) == 0
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]), OMP_NUM_THREADS="1")
+    env["KILL_AFTER"] = "3"
+    cmd = [sys.executable, str(Path(__file__).with_name("score_kill_driver.py")), "score"]
+    cmd += [str(inputs), "--guard", str(guard_dir), "--out", str(out), "--batch-size", "2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert not (out / "verdicts.jsonl").exists()
+    assert _score(guard_dir, inputs, out, "--resume") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    records = _records(out)
+    # 3 batches of 2 files were appended before the kill: batch.npy (2 images) + 5 PNGs
+    assert summary["recovered_images"] == 7 and summary["already_scored_files"] == 6
+    assert summary["images"] == 1  # sub/img4.png alone was left (small.png is skipped)
+    assert _by_image(records) == _by_image(_records(reference))
+    assert not list((out / "shards").glob("*.jsonl"))
+
+
 def test_merge_counts_a_file_only_with_its_done_line(tmp_path):
     out = tmp_path
     rec = {"path": "a.png", "input_sha256": "h", "index": 0, "position": 0, "run_id": "r1"}
