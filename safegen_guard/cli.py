@@ -231,7 +231,8 @@ def _score(args: argparse.Namespace) -> int:
     from safegen_guard.errors import NotFittedError
     from safegen_guard.integrations.audit import new_run_id
     from safegen_guard.io import atomic_write_json
-    from safegen_guard.score_run import merge_shards, predict_files, run_records
+    from safegen_guard.score_run import predict_files
+    from safegen_guard.score_shards import merge_shards, run_records
     from safegen_guard.summary import summarize
 
     out = _output_folder(args.out)  # before any work

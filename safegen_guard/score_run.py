@@ -12,20 +12,17 @@ The data path of one run:
 4. :class:`ShardWriter` appends each batch's records to the rank's shard
    (``shards/<run_id>.rank<r>.jsonl``) with a ``done`` line per file, in one durable append,
    and writes the evidence panels;
-5. rank zero merges the shards into ``verdicts.jsonl`` atomically (temp file + rename): a file
-   counts only with its ``done`` line, and a key already in ``verdicts.jsonl`` is never added
-   twice.
+5. rank zero merges the shards into ``verdicts.jsonl`` atomically (temp file + rename; see
+   :mod:`safegen_guard.score_shards`): a file counts only with its ``done`` line and is never
+   added twice for one run.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
-import json
 import os
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +32,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from safegen_guard.image_files import read_images
-from safegen_guard.io import append_jsonl, atomic_extend_jsonl, repair_jsonl
+from safegen_guard.io import append_jsonl
+from safegen_guard.score_shards import MergeResult, merge_shards, scored_keys, shard_path
 from safegen_guard.validation import check_images
 from safegen_guard.verdict import Verdict
 
@@ -45,15 +43,8 @@ __all__ = [
     "ShardWriter",
     "evaluate_files",
     "file_sha256",
-    "MergeResult",
-    "merge_shards",
     "predict_files",
-    "run_records",
-    "scored_keys",
 ]
-
-SHARDS = "shards"
-VERDICTS = "verdicts.jsonl"
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -251,108 +242,6 @@ class ShardWriter(BasePredictionWriter):
                 r["overlay"] = str(self._folder / name)
             records.append(r)
         return records
-
-
-def shard_path(out: Path, run_id: str, rank: int) -> Path:
-    """``out/shards/<run_id>.rank<rank>.jsonl``."""
-    return Path(out) / SHARDS / f"{run_id}.rank{rank}.jsonl"
-
-
-def scored_keys(out: Path, *, with_run: bool = False) -> set[tuple[str, ...]]:
-    """Keys of the records in ``out/verdicts.jsonl`` (streamed).
-
-    ``(path, input_sha256)`` (what resuming skips), or with ``with_run``
-    ``(run_id, path, input_sha256)`` (what a merge never adds twice).
-    """
-    keys: set[tuple[str, ...]] = set()
-    for r in _read_lines(Path(out) / VERDICTS):
-        if "input_sha256" in r:
-            key = (r["path"], r["input_sha256"])
-            keys.add((r.get("run_id", ""), *key) if with_run else key)
-    return keys
-
-
-@dataclass
-class MergeResult:
-    """What :func:`merge_shards` moved into ``verdicts.jsonl``.
-
-    Attributes:
-        added: records added, per run id.
-        skipped: ``{"path", "error"}`` of the files no rank could score.
-        already_scored: files skipped because they were scored before (resume).
-    """
-
-    added: dict[str, int]
-    skipped: list[dict[str, Any]]
-    already_scored: int
-
-
-def merge_shards(out: Path) -> MergeResult:
-    """Move complete files from every shard into ``verdicts.jsonl`` (atomic), remove shards.
-
-    A file's records count only when its ``done`` line is in the shard (written in the same
-    append, so a killed write never counts half a file); a file already merged for the same
-    run (a merge killed before it removed the shards) or scored twice is added once. Records
-    are streamed in input order (``position``, then ``index``), never held all in memory.
-    """
-    out = Path(out)
-    shards = sorted((out / SHARDS).glob("*.rank*.jsonl"))
-    if not shards:
-        return MergeResult({}, [], 0)
-    merged = scored_keys(out, with_run=True)
-    complete: set[tuple[str, ...]] = set()
-    skipped: dict[str, dict[str, Any]] = {}
-    already: set[str] = set()
-    for shard in shards:
-        repair_jsonl(shard)
-        for line in _read_lines(shard):
-            if "done" in line:
-                complete.add((line["run_id"], *line["done"]))
-            elif "skipped" in line:
-                skipped.setdefault(line["skipped"]["path"], line["skipped"])
-            elif "already_scored" in line:
-                already.add(line["already_scored"])
-    complete -= merged
-    added: dict[str, int] = {}
-    emitted: set[tuple[str, ...]] = set()
-
-    def records() -> Iterator[dict[str, Any]]:
-        streams = [_shard_records(shard, k) for k, shard in enumerate(shards)]
-        for *_, r in heapq.merge(*streams):
-            key = (r["run_id"], r["path"], r["input_sha256"])
-            if key in complete and (*key, r["index"]) not in emitted:
-                emitted.add((*key, r["index"]))
-                added[r["run_id"]] = added.get(r["run_id"], 0) + 1
-                yield r
-
-    atomic_extend_jsonl(out / VERDICTS, records())
-    for shard in shards:
-        shard.unlink()
-    return MergeResult(added, list(skipped.values()), len(already))
-
-
-def _shard_records(shard: Path, k: int) -> Iterator[tuple[int, int, int, int, dict[str, Any]]]:
-    """``(position, index, shard number, line number, record)`` in file order."""
-    for n, line in enumerate(_read_lines(shard)):
-        if "record" in line:
-            r = line["record"]
-            yield r["position"], r["index"], k, n, r
-
-
-def run_records(out: Path, run_id: str) -> Iterator[dict[str, Any]]:
-    """The records of one run in ``out/verdicts.jsonl``, streamed in file order."""
-    for r in _read_lines(Path(out) / VERDICTS):
-        if r.get("run_id") == run_id:
-            yield r
-
-
-def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.is_file():
-        return
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
 
 
 def predict_files(

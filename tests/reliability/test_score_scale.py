@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from safegen_guard.cli import main
-from safegen_guard.score_run import ShardWriter, merge_shards, shard_path
+from safegen_guard.score_run import ShardWriter
+from safegen_guard.score_shards import merge_shards, shard_path
 
 RUN_KEYS = ("run_id", "overlay")  # differ between runs by design
 
