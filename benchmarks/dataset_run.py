@@ -68,8 +68,15 @@ def _groups(suite: list[dict]) -> dict[str, list[int]]:
     return {k: v for k, v in groups.items() if v}
 
 
-def _config(args: argparse.Namespace, suite: dict) -> GuardConfig:
-    overrides = {**suite.get("guard_overrides", {}), "seed": args.seed, "progress": not args.quiet}
+def _config(args: argparse.Namespace, suite: dict, source: str) -> GuardConfig:
+    from safegen_guard.data import dataset_modality
+
+    overrides = {
+        "modality": dataset_modality(source),
+        **suite.get("guard_overrides", {}),
+        "seed": args.seed,
+        "progress": not args.quiet,
+    }
     steps = args.steps or suite.get("steps")
     if steps:
         overrides["max_steps"] = steps
@@ -111,7 +118,7 @@ def run_dataset(
     from benchmarks import plots as figs
 
     phases: dict[str, float] = {}
-    cfg = _config(args, suite_cfg)
+    cfg = _config(args, suite_cfg, source)
     with phase(phases, "load_data"):
         train, val, test = _load(
             source, cfg, args.test_variants or suite_cfg["test_variants"], args.seed

@@ -47,7 +47,9 @@ def _load_guard(path: str, profile: str, max_steps: int):  # noqa: ANN202
 
     if Path(path, "guard.json").exists():
         return Guard.load(path)
-    cfg = GuardConfig.profile(profile, max_steps=max_steps, accelerator="cpu", progress=False)
+    cfg = GuardConfig.profile(
+        profile, modality="mri", max_steps=max_steps, accelerator="cpu", progress=False
+    )
     guard = Guard.fit("mni152", cfg)
     guard.save(path)
     return guard

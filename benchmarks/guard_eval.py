@@ -214,6 +214,9 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = guard.config
     else:
         overrides = {"image_size": args.size} if args.size else {}
+        from safegen_guard.data import dataset_modality
+
+        overrides["modality"] = dataset_modality(args.data)
         cfg = GuardConfig.profile(args.profile, seed=args.seed, **overrides)
         guard = Guard.fit(args.data, cfg)
         if args.save_guard:

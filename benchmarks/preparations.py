@@ -36,7 +36,7 @@ from safegen_guard.data.foreground import (
 )
 from safegen_guard.io import atomic_write_json, atomic_write_text
 
-__all__ = ["PREPARATIONS", "prepare_mni152", "clean_frr", "main"]
+__all__ = ["PREPARATIONS", "prepare_mni152", "unsafe_rates", "clean_frr", "main"]
 
 PREPARATIONS = ("bicubic_p99", "minmax_after_noise", "tight_crop")
 
@@ -91,16 +91,62 @@ def prepare_mni152(
     return realise_variants(xs_, ms_, variants=variants, config=acq, augment=False, generator=g)[0]
 
 
-def clean_frr(guard: Guard, source: str, seeds: tuple[int, ...] = (11, 12, 13)) -> dict:
-    """False-reject rate on the test split: plain and augmented draws, per acquisition seed."""
+def unsafe_rates(
+    guard: Guard, x: torch.Tensor, view_sets: dict[str, list[str]] | None = None
+) -> dict[str, float]:
+    """Fraction of ``x`` rejected by the guard, or by each of its view subsets.
+
+    A subset's decisions are exactly those of a guard calibrated with only those views
+    (:meth:`~safegen_guard.calibration.Calibrator.decide` with ``columns``), so one guard fitted
+    with every candidate view answers for every subset.
+
+    Args:
+        guard: A fitted guard.
+        x: ``[B, C, S, S]`` images in ``[0, 1]``.
+        view_sets: Name -> views (each a subset of ``guard.detector.view_names``); ``None``
+            gives ``{"guard": rate}`` from :meth:`Guard.evaluate`.
+
+    Returns:
+        Name -> unsafe rate in ``[0, 1]``, rounded to 3 digits.
+
+    Raises:
+        ValueError: a view the guard was not fitted with.
+    """
+    if view_sets is None:
+        return {"guard": round(float(guard.evaluate(x).unsafe.float().mean()), 3)}
+    names = list(guard.detector.view_names)
+    stats, cond = guard.view_statistics(x)
+    out = {}
+    for key, views in view_sets.items():
+        missing = sorted(set(views) - set(names))
+        if missing:
+            raise ValueError(f"view set {key!r} names {missing}; the guard has {names}")
+        decision = guard.calibrator.decide(stats, cond, columns=[names.index(v) for v in views])
+        out[key] = round(float(decision["unsafe"].float().mean()), 3)
+    return out
+
+
+def clean_frr(
+    guard: Guard,
+    source: str,
+    seeds: tuple[int, ...] = (11, 12, 13),
+    view_sets: dict[str, list[str]] | None = None,
+) -> dict:
+    """False-reject rate on the test split: plain and augmented draws, per acquisition seed.
+
+    Returns:
+        ``{"plain": {set: [rate per seed]}, "augmented": {...}}`` (set ``"guard"`` without
+        ``view_sets``).
+    """
     from safegen_guard.data import load_dataset
 
     size = guard.config.image_size
-    out: dict[str, list[float]] = {"plain": [], "augmented": []}
+    out: dict[str, dict[str, list[float]]] = {"plain": {}, "augmented": {}}
     for s in seeds:
         for key, aug in (("plain", False), ("augmented", True)):
             x = load_dataset(source, "test", size, variants=4, augment=aug, seed=s).images
-            out[key].append(round(float(guard.evaluate(x).unsafe.float().mean()), 3))
+            for name, rate in unsafe_rates(guard, x, view_sets).items():
+                out[key].setdefault(name, []).append(rate)
     return out
 
 
@@ -112,20 +158,42 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--guard", required=True, help="a saved guard folder")
     p.add_argument("--data", default="mni152", help="the guard's data set")
     p.add_argument("--out", default=None, help="folder for frr_<data>_<size>.json/.md")
+    p.add_argument(
+        "--view-set",
+        action="append",
+        default=None,
+        metavar="NAME=V1,V2",
+        help="also report the rates of a guard calibrated with only these views (repeatable; "
+        "the guard must have been fitted with them)",
+    )
     args = p.parse_args(argv)
     guard = Guard.load(args.guard)
+    view_sets = None
+    if args.view_set:
+        view_sets = {"guard": list(guard.detector.view_names)}
+        for item in args.view_set:
+            name, sep, views = item.partition("=")
+            if not sep or not views:
+                p.error(f"--view-set expects NAME=V1,V2,..., got {item!r}")
+            view_sets[name] = [v.strip() for v in views.split(",") if v.strip()]
     size = guard.config.image_size
-    result = {"size": size, "data": args.data, "test_split": clean_frr(guard, args.data)}
+    result = {
+        "size": size,
+        "data": args.data,
+        "test_split": clean_frr(guard, args.data, view_sets=view_sets),
+    }
     if args.data == "mni152":
         result["preparations"] = {
-            name: round(float(guard.evaluate(prepare_mni152(name, size)).unsafe.float().mean()), 3)
+            name: unsafe_rates(guard, prepare_mni152(name, size), view_sets)
             for name in PREPARATIONS
         }
     lines = [f"FRR ({args.data}, {size} px, requested {guard.config.false_reject_rate}):"]
-    for key, vals in result["test_split"].items():
-        lines.append(f"- test split, {key} draws (3 acquisition seeds): {vals}")
-    for key, val in result.get("preparations", {}).items():
-        lines.append(f"- other preparation `{key}`: {val}")
+    for key, per_set in result["test_split"].items():
+        for name, vals in per_set.items():
+            lines.append(f"- test split, {key} draws (3 acquisition seeds), {name}: {vals}")
+    for key, per_set in result.get("preparations", {}).items():
+        for name, val in per_set.items():
+            lines.append(f"- other preparation `{key}`, {name}: {val}")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

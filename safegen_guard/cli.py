@@ -75,6 +75,13 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     )
     f.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     f.add_argument(
+        "--modality",
+        choices=("mri", "ct"),
+        default=None,
+        help="chooses the default detector views (default: the named data set's modality; "
+        "for a folder of scans, the union of both modalities' views)",
+    )
+    f.add_argument(
         "--no-explainer",
         action="store_true",
         help="skip fitting the explainer (faster; the guard then cannot --explain)",
@@ -185,11 +192,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     from safegen_guard import Guard, GuardConfig
+    from safegen_guard.data import dataset_modality
     from safegen_guard.guard_fit import load_fit_data
     from safegen_guard.io import atomic_write_json
 
     # progress bars on the command line whatever the profile (tiny turns them off for tests)
-    overrides = {"seed": args.seed, "false_reject_rate": args.false_reject_rate, "progress": True}
+    overrides = {
+        "seed": args.seed,
+        "false_reject_rate": args.false_reject_rate,
+        "progress": True,
+        "modality": args.modality or dataset_modality(args.data),
+    }
     if args.size:
         overrides["image_size"] = args.size
     if args.steps:

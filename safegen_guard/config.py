@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from safegen_guard.detector.registry import default_views, list_views, view_spec
+from safegen_guard.detector.registry import MODALITIES, default_views, list_views, view_spec
 from safegen_guard.validation import check_choice, check_positive_int, check_probability
 
 __all__ = ["GuardConfig", "PROFILES"]
@@ -31,8 +31,13 @@ class GuardConfig:
         learning_rate: Adam learning rate.
         coarse_noise_std: Std of the coarse denoising noise added to training inputs.
         coarse_noise_res: Resolution of that noise before bilinear up-sampling.
-        views: Registered detector views to use (default: the registry's defaults, chosen
-            by the leave-one-family-out protocol; see :mod:`safegen_guard.detector.registry`).
+        modality: ``"mri"``, ``"ct"`` or ``None`` (unknown). It chooses the default ``views``;
+            :meth:`Guard.fit <safegen_guard.Guard.fit>` and ``safegen fit`` take it from a
+            named data set when no config is given.
+        views: Registered detector views to use. ``None`` (default) resolves at construction
+            to ``default_views(modality)``: the views the leave-one-family-out protocol chose
+            for that modality, or their union when it is unknown (see
+            :mod:`safegen_guard.detector.registry`).
         realism_steps: Optimiser steps of the realism network's self-supervised training
             (only when a view needs it; see :mod:`safegen_guard.detector.realism`).
         realism_learning_rate: Its Adam learning rate.
@@ -59,7 +64,8 @@ class GuardConfig:
     learning_rate: float = 1e-3
     coarse_noise_std: float = 0.2
     coarse_noise_res: int = 16
-    views: tuple[str, ...] = field(default_factory=default_views)
+    modality: str | None = None
+    views: tuple[str, ...] | None = None
     realism_steps: int = 1000
     realism_learning_rate: float = 2e-3
     false_reject_rate: float = 0.05
@@ -91,8 +97,14 @@ class GuardConfig:
             check_positive_int(getattr(self, name), name)
         check_probability(self.false_reject_rate, "false_reject_rate")
         check_probability(self.pixel_fpr, "pixel_fpr")
-        if not self.views:
-            raise ValueError("`views` must name at least one view, got an empty tuple")
+        if self.modality is not None:
+            check_choice(self.modality, "modality", MODALITIES)
+        if self.views is None:
+            object.__setattr__(self, "views", default_views(self.modality))
+        if isinstance(self.views, str) or not self.views:
+            raise ValueError(
+                f"`views` must name at least one view (a tuple of names), got {self.views!r}"
+            )
         for v in self.views:
             check_choice(v, "views", list_views())
         object.__setattr__(self, "views", tuple(self.views))
@@ -144,7 +156,8 @@ class GuardConfig:
                 realism_learning_rate=1e-3,
             ),
         }
-        return replace(cls(**presets[name]), **overrides)
+        # one construction, so that ``views`` resolves with an overridden ``modality``
+        return cls(**{**presets[name], **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON-able)."""

@@ -141,7 +141,8 @@ class Guard(nn.Module):
             real_data: A dataset name (``"mni152"``, ``"ct_phantom"``) or path, whose
                 ``train`` split trains and ``val`` split calibrates; or a ``SliceDataset`` /
                 ``[N, C, H, W]`` tensor of real training images in ``[0, 1]``.
-            config: Settings; default ``GuardConfig.profile("quick")``.
+            config: Settings; default ``GuardConfig.profile("quick")`` with the modality of a
+                named dataset (so its default views).
             calibration_data: Real held-out images for calibration. Required when
                 ``real_data`` is a tensor or dataset (never taken from the training images).
 
@@ -150,7 +151,10 @@ class Guard(nn.Module):
         """
         from safegen_guard.guard_fit import load_fit_data
 
-        config = config or GuardConfig.profile("quick")
+        if config is None:
+            from safegen_guard.data import dataset_modality
+
+            config = GuardConfig.profile("quick", modality=dataset_modality(real_data))
         train, cal, fingerprint = load_fit_data(real_data, calibration_data, config)
         guard = cls(config, data_fingerprint=fingerprint)
         log.info("training the autoencoder on %d real images", len(train))

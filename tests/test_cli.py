@@ -11,6 +11,7 @@ from PIL import Image
 from safegen_guard import Guard
 from safegen_guard.checkpoint import FORMAT_VERSION
 from safegen_guard.cli import main
+from safegen_guard.detector.registry import default_views
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +243,8 @@ def test_fit_command(tmp_path, capsys):
     assert rc == 0
     guard = Guard.load(out)
     assert guard.config.image_size == 32 and guard.config.max_steps == 5
+    assert guard.config.modality == "mri"  # the named data set's modality chose the views
+    assert guard.detector.view_names == list(default_views("mri"))
     assert guard.explainer is not None  # fitted by default
     assert guard.memorization is not None and len(guard.memorization) == 51  # mni152 train
     assert guard.memorization.labels[0].startswith("mni152/train/slice")

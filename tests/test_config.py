@@ -53,6 +53,21 @@ def test_views_default_and_list_converted_to_tuple():
     hash(cfg)  # frozen dataclass with tuple fields is hashable
 
 
+def test_modality_chooses_the_default_views():
+    assert GuardConfig(modality="mri").views == default_views("mri")
+    assert GuardConfig(modality="ct").views == default_views("ct")
+    assert "ring" not in GuardConfig(modality="mri").views
+    # a profile override resolves the views with the overridden modality
+    assert GuardConfig.profile("tiny", modality="ct").views == default_views("ct")
+    # explicit views win over the modality's defaults
+    assert GuardConfig(modality="mri", views=("ring",)).views == ("ring",)
+    assert GuardConfig.from_dict(GuardConfig(modality="ct").to_dict()) == GuardConfig(modality="ct")
+    with pytest.raises(ValueError, match="`modality` must be one of"):
+        GuardConfig(modality="pet")
+    with pytest.raises(ValueError, match="`views` must name at least one view"):
+        GuardConfig(views=())
+
+
 def test_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         GuardConfig().image_size = 8  # type: ignore[misc]

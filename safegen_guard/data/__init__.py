@@ -18,7 +18,14 @@ from safegen_guard.data.dataset import SPLITS, SliceDataset
 from safegen_guard.data.mni152 import load_mni152
 from safegen_guard.errors import DataLoadError
 
-__all__ = ["load_dataset", "SliceDataset", "AcquisitionConfig", "DATASETS", "SPLITS"]
+__all__ = [
+    "load_dataset",
+    "dataset_modality",
+    "SliceDataset",
+    "AcquisitionConfig",
+    "DATASETS",
+    "SPLITS",
+]
 
 DATASETS: dict[str, Callable[..., SliceDataset]] = {
     "mni152": load_mni152,
@@ -26,6 +33,17 @@ DATASETS: dict[str, Callable[..., SliceDataset]] = {
 }
 """Embedded datasets by short name; each loader takes ``(split, size, *, variants,
 acquisition, augment, seed)`` and returns a :class:`SliceDataset`."""
+
+_MODALITIES = {"mni152": "mri", "ct_phantom": "ct"}
+
+
+def dataset_modality(source: object) -> str | None:
+    """The modality (``"mri"``/``"ct"``) of an embedded dataset name; ``None`` for anything else.
+
+    A guard fitted on a named dataset uses that modality's default views; user data (a path,
+    tensors) has no known modality unless ``GuardConfig(modality=...)`` says so.
+    """
+    return _MODALITIES.get(source) if isinstance(source, str) else None
 
 
 def load_dataset(

@@ -15,7 +15,15 @@ in :class:`~safegen_guard.config.GuardConfig` ``views``::
             return m.flatten(1).amax(1), m
 
     register_view("edges", lambda size: EdgeView(), default=False)
-    guard = Guard.fit("mni152", GuardConfig.profile("quick", views=(*default_views(), "edges")))
+    views = (*default_views("mri"), "edges")
+    guard = Guard.fit("mni152", GuardConfig.profile("quick", modality="mri", views=views))
+
+Defaults depend on the modality: the leave-one-family-out protocol (``python -m
+benchmarks.loo``, docs/realism.md) chose ``patch_density, texture, denoise, noise`` on MRI and
+``patch_density, texture, ring, recon, noise`` on CT; a view that carries no evidence for a
+modality only spends its false-reject budget (the ring detector fired on 12 % of real MRI test
+slices at 32 px). ``default_views()`` without a modality is the union, for data of unknown
+modality.
 
 A user view must be registered (imported) again before a guard that uses it is loaded.
 Views are built in registration order, so a guard's columns are the same wherever it loads.
@@ -30,7 +38,18 @@ from dataclasses import dataclass
 
 from torch import nn
 
-__all__ = ["ViewSpec", "register_view", "list_views", "default_views", "view_spec", "build_views"]
+__all__ = [
+    "MODALITIES",
+    "ViewSpec",
+    "register_view",
+    "list_views",
+    "default_views",
+    "view_spec",
+    "build_views",
+]
+
+MODALITIES = ("mri", "ct")
+"""Modalities with their own default views (``GuardConfig.modality``)."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # the modules holding the built-in views; imported on first use of the registry
@@ -44,7 +63,9 @@ class ViewSpec:
     Attributes:
         name: Registry name (lowercase identifier; the verdict's reason when it fires).
         factory: ``image_size -> View``.
-        default: Part of :func:`default_views` (the views a guard uses unless told otherwise).
+        default: Part of :func:`default_views` for at least one modality.
+        modalities: The modalities whose default view set includes it (empty when not a
+            default).
         needs_realism: The view reads the self-supervised realism network
             (:mod:`~safegen_guard.detector.realism`), which the guard then trains.
         summary: One line for listings and docs.
@@ -55,6 +76,7 @@ class ViewSpec:
     default: bool
     needs_realism: bool
     summary: str
+    modalities: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, ViewSpec] = {}
@@ -65,7 +87,7 @@ def register_view(
     name: str,
     factory: Callable[[int], nn.Module],
     *,
-    default: bool = False,
+    default: bool | str | tuple[str, ...] = False,
     needs_realism: bool = False,
     summary: str = "",
     overwrite: bool = False,
@@ -75,13 +97,15 @@ def register_view(
     Args:
         name: Lowercase identifier (``[a-z][a-z0-9_]*``).
         factory: Callable ``image_size -> View``.
-        default: Include it in :func:`default_views`.
+        default: Include it in :func:`default_views`: ``True`` for every modality, a modality
+            (``"mri"``, ``"ct"``) or a tuple of them for those only, ``False`` for none.
         needs_realism: It reads the realism network (``ctx.realism``).
         summary: One-line description.
         overwrite: Replace an existing registration instead of raising.
 
     Raises:
-        ValueError: bad name, or the name is taken and ``overwrite`` is false.
+        ValueError: bad name, unknown modality, or the name is taken and ``overwrite`` is
+            false.
         TypeError: ``factory`` is not callable.
     """
     if not isinstance(name, str) or not _NAME.match(name):
@@ -90,7 +114,19 @@ def register_view(
         raise TypeError(f"`factory` must be callable (image_size -> View), got {type(factory)}")
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"view {name!r} is already registered (pass overwrite=True to replace)")
-    _REGISTRY[name] = ViewSpec(name, factory, bool(default), bool(needs_realism), summary)
+    if isinstance(default, bool):
+        modalities = MODALITIES if default else ()
+    else:
+        modalities = (default,) if isinstance(default, str) else tuple(default)
+        unknown = sorted(set(modalities) - set(MODALITIES))
+        if unknown or not modalities:
+            raise ValueError(
+                f"`default` must be a bool, a modality or a tuple of modalities from "
+                f"{list(MODALITIES)}, got {default!r}"
+            )
+    _REGISTRY[name] = ViewSpec(
+        name, factory, bool(modalities), bool(needs_realism), summary, tuple(modalities)
+    )
 
 
 def _ensure_builtins() -> None:
@@ -107,10 +143,22 @@ def list_views() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def default_views() -> tuple[str, ...]:
-    """Names of the views a guard uses by default (chosen by the leave-one-family-out protocol)."""
+def default_views(modality: str | None = None) -> tuple[str, ...]:
+    """Names of the views a guard uses by default, in column order.
+
+    Args:
+        modality: ``"mri"`` or ``"ct"`` for that modality's set (chosen by the
+            leave-one-family-out protocol); ``None`` for the union (data of unknown modality).
+
+    Raises:
+        ValueError: unknown modality.
+    """
     _ensure_builtins()
-    return tuple(n for n, s in _REGISTRY.items() if s.default)
+    if modality is None:
+        return tuple(n for n, s in _REGISTRY.items() if s.default)
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {list(MODALITIES)}")
+    return tuple(n for n, s in _REGISTRY.items() if modality in s.modalities)
 
 
 def view_spec(name: str) -> ViewSpec:

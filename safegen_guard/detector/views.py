@@ -425,11 +425,17 @@ def _register_builtins() -> None:
         ("sharpness", SharpnessView, "directional high-frequency deficit (motion blur)"),
         ("ring", RingView, "concentric structure around the centre"),
     )
-    # defaults: the union of the views the leave-one-family-out protocol chose on MRI and CT
+    # defaults per modality: the views the leave-one-family-out protocol chose on MRI and CT
     # (python -m benchmarks.loo; docs/realism.md); spectrum and sharpness were never chosen
-    chosen = {"recon", "denoise", "noise", "texture", "ring"}
+    chosen: dict[str, bool | str] = {
+        "recon": "ct",
+        "denoise": "mri",
+        "noise": True,
+        "texture": True,
+        "ring": "ct",
+    }
     for name, factory, summary in builtins:
-        register_view(name, factory, default=name in chosen, summary=summary)
+        register_view(name, factory, default=chosen.get(name, False), summary=summary)
 
 
 _register_builtins()

@@ -50,3 +50,25 @@ def test_realism_views_need_a_size_divisible_by_16():
     with pytest.raises(ValueError, match="divisible by 16, got 40"):
         GuardConfig.profile("tiny", image_size=40, views=("fpi",))
     GuardConfig.profile("tiny", image_size=40, views=("recon",))  # no realism view: fine
+
+
+def test_default_views_per_modality_are_the_protocols_choices():
+    mri, ct, union = R.default_views("mri"), R.default_views("ct"), R.default_views()
+    assert set(mri) == {"patch_density", "texture", "denoise", "noise"}
+    assert set(ct) == {"patch_density", "texture", "ring", "recon", "noise"}
+    assert set(union) == set(mri) | set(ct)
+    assert list(mri) == [n for n in R.list_views() if n in mri]  # column (registration) order
+    with pytest.raises(ValueError, match=r"unknown modality 'pet'; expected one of"):
+        R.default_views("pet")
+
+
+def test_register_a_view_as_default_for_one_modality():
+    R.register_view("edges_test", lambda size: _EdgeView(), default="ct")
+    try:
+        assert "edges_test" in R.default_views("ct") and "edges_test" in R.default_views()
+        assert "edges_test" not in R.default_views("mri")
+    finally:
+        R._REGISTRY.pop("edges_test", None)
+    with pytest.raises(ValueError, match="`default` must be a bool, a modality"):
+        R.register_view("edges_test", lambda size: _EdgeView(), default=("mri", "pet"))
+    assert "edges_test" not in R.list_views()
