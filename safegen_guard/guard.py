@@ -362,7 +362,10 @@ class Guard(nn.Module):
         memorization index's configuration.
         """
         if not self._fingerprint:
-            h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+            # ``modality`` only chose the default views, which the config records explicitly;
+            # leaving it out keeps the fingerprints of guards saved before it existed
+            decisive = {k: v for k, v in self.config.to_dict().items() if k != "modality"}
+            h = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode())
             h.update(json.dumps(self._explainer_spec(), sort_keys=True, default=str).encode())
             mem = self.memorization.config_dict() if self.memorization is not None else None
             h.update(json.dumps(mem, sort_keys=True, default=str).encode())

@@ -142,3 +142,12 @@ def test_write_read_checkpoint_low_level(tmp_path):
     _reseal(tmp_path, meta)
     with pytest.raises(CheckpointError, match=r"is not a valid safetensors file"):
         read_checkpoint(tmp_path)
+
+
+def test_guard_saved_before_the_modality_field_loads_with_its_fingerprint(copy, tiny_guard):
+    meta = json.loads((copy / "guard.json").read_text())
+    assert meta["config"].pop("modality") is None  # as a guard saved before the field existed
+    _reseal(copy, meta)
+    loaded = Guard.load(copy)
+    assert loaded.config.modality is None and loaded.fingerprint == tiny_guard.fingerprint
+    assert loaded.detector.view_names == tiny_guard.detector.view_names
