@@ -248,16 +248,15 @@ class Guard(nn.Module):
         )
         if batch_size is not None:
             check_positive_int(batch_size, "batch_size")
-        x = x.detach().to("cpu", torch.float32).contiguous()  # one layout: bitwise-stable scores
-        finite = torch.isfinite(x).flatten(1).all(1)
-        clean = torch.where(finite[:, None, None, None], x, torch.zeros_like(x))
-        with torch.inference_mode(False), torch.no_grad():
-            stats, maps, fg = self._score_chunks(clean.clone(), batch_size)
-        verdict = self._verdict(stats, maps, foreground_fraction(fg), finite)
+        size = batch_size or self.config.score_batch_size
+        x = x.detach()  # each chunk is copied to CPU float32 (no whole-batch copy)
+        finite = torch.cat([torch.isfinite(c).flatten(1).all(1).cpu() for c in x.split(size)])
+        stats, amap, cond = self._score_stream(x, finite, size, combine=True)
+        verdict = self._verdict(stats, amap, cond, finite)
         if self.memorization is not None:
-            verdict = add_copy_check(self.memorization, clean, verdict, finite)
+            verdict = add_copy_check(self.memorization, x, verdict, finite)
         if explain:
-            verdict = self._explain(clean, verdict, explain)
+            verdict = self._explain(x, finite, verdict, explain, size)
         return verdict
 
     @torch.no_grad()
@@ -277,8 +276,12 @@ class Guard(nn.Module):
             ``stats`` ``[B, V]`` (columns: ``detector.view_names``) and ``condition`` ``[B]``.
         """
         check_images(x, channels=self.config.channels, size=self.config.image_size)
-        stats, _, fg = self._score_chunks(x.detach().to("cpu", torch.float32), batch_size)
-        return stats, foreground_fraction(fg)
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size")
+        x = x.detach()
+        finite = torch.ones(len(x), dtype=torch.bool)
+        stats, _, cond = self._score_stream(x, finite, batch_size or self.config.score_batch_size)
+        return stats, cond
 
     def explain_context(self) -> ExplainContext:
         """What this guard hands its explainer: autoencoder, statistic, anomaly-map functions."""
@@ -296,25 +299,81 @@ class Guard(nn.Module):
         Continuous, unlike the severity (its conformal transform); the regression target of
         the explainer's distilled predictor and the score of insertion/deletion curves.
         """
-        with torch.inference_mode(False), torch.no_grad():
-            x = x.detach().to("cpu", torch.float32).clone()
-            stats, _, fg = self._score_chunks(x, batch_size)
-        return self.calibrator.decide(stats, foreground_fraction(fg))["fused"]
+        x = x.detach()
+        finite = torch.ones(len(x), dtype=torch.bool)
+        stats, _, cond = self._score_stream(x, finite, batch_size)
+        return self.calibrator.decide(stats, cond)["fused"]
 
-    def _explain(self, x: torch.Tensor, verdict: Verdict, explain: bool | tuple) -> Verdict:
+    def _explain(
+        self,
+        x: torch.Tensor,
+        finite: torch.Tensor,
+        verdict: Verdict,
+        explain: bool | tuple,
+        batch_size: int,
+    ) -> Verdict:
+        """Add the explainer's maps, computed chunk by chunk into preallocated outputs."""
         if self.explainer is None:
             raise NotFittedError(
                 "explanations need a fitted explainer: see safegen_guard.explain "
                 "(fit one and call guard.attach_explainer), got a guard without one"
             )
         methods = None if explain is True else tuple(explain)
-        extra = self.explainer.explain(self.explain_context(), x, verdict.anomaly_map, methods)
-        unknown = sorted(set(extra) - set(EXPLANATIONS))
-        if unknown:
-            raise ValueError(
-                f"the explainer returned {unknown}; explanations must be among {EXPLANATIONS}"
-            )
+        ctx = self.explain_context()
+        extra: dict[str, torch.Tensor] = {}
+        for start in range(0, len(x), batch_size):
+            stop = min(start + batch_size, len(x))
+            chunk = _finite_copy(x[start:stop], finite[start:stop])
+            part = self.explainer.explain(ctx, chunk, verdict.anomaly_map[start:stop], methods)
+            unknown = sorted(set(part) - set(EXPLANATIONS))
+            if unknown:
+                raise ValueError(
+                    f"the explainer returned {unknown}; explanations must be among {EXPLANATIONS}"
+                )
+            for name, t in part.items():
+                if name not in extra:
+                    extra[name] = torch.empty((len(x), *t.shape[1:]), dtype=t.dtype)
+                extra[name][start:stop] = t
         return dataclasses.replace(verdict, **extra)
+
+    def _score_stream(
+        self, x: torch.Tensor, finite: torch.Tensor, batch_size: int, combine: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Score ``x`` chunk by chunk, keeping per-image results only (memory bounded by chunk).
+
+        Each chunk's per-view maps are combined (``combine``) or dropped before the next
+        chunk is scored, so working memory does not grow with the batch; only the outputs do.
+
+        Args:
+            x: ``[B, C, H, W]`` float images (any device); non-finite ones are scored as
+                zeros.
+            finite: ``[B]`` bool, images without NaN/Inf.
+            batch_size: Images per chunk.
+            combine: Also return the combined anomaly map.
+
+        Returns:
+            ``stats`` ``[B, V]``, the combined map ``[B, 1, H, W]`` in ``[0, 1)`` (``None``
+            unless ``combine``) and the foreground fraction ``[B]``.
+        """
+        b, _, h, w = x.shape
+        with torch.inference_mode(False), torch.no_grad():
+            # outputs first, written in place: nothing small outlives a chunk between its
+            # temporaries, which would fragment the heap and grow it with the batch
+            stats: torch.Tensor | None = None
+            cond = torch.empty(b)
+            amap = torch.empty(b, 1, h, w) if combine else None
+            for start in range(0, b, batch_size):
+                stop = min(start + batch_size, b)
+                chunk = _finite_copy(x[start:stop], finite[start:stop])
+                s, maps, fg = self.detector.score(chunk)
+                if stats is None:
+                    stats = torch.empty((b, s.shape[1]), dtype=s.dtype)
+                stats[start:stop] = s
+                cond[start:stop] = foreground_fraction(fg)
+                if amap is not None:
+                    amap[start:stop] = self.calibrator.combine_maps(maps)
+                del chunk, s, maps, fg
+        return stats, amap, cond  # type: ignore[return-value]  # b >= 1: stats is set
 
     def _score_chunks(
         self, x: torch.Tensor, batch_size: int | None = None
@@ -324,15 +383,19 @@ class Guard(nn.Module):
         return tuple(torch.cat(parts) for parts in zip(*outs))  # type: ignore[return-value]
 
     def _verdict(
-        self, stats: torch.Tensor, maps: torch.Tensor, cond: torch.Tensor, finite: torch.Tensor
+        self, stats: torch.Tensor, amap: torch.Tensor, cond: torch.Tensor, finite: torch.Tensor
     ) -> Verdict:
+        """Calibrated decisions from ``stats`` ``[B, V]`` into a :class:`Verdict`.
+
+        ``amap`` (``[B, 1, H, W]`` combined map) becomes the verdict's: the maps of
+        non-finite images are set to 1 in place, without a copy.
+        """
         d = self.calibrator.decide(stats, cond)
         names = self.detector.view_names
         unsafe = d["unsafe"] | ~finite
         p_value = torch.where(finite, d["p_value"], torch.zeros_like(d["p_value"]))
         score = torch.where(finite, d["severity"], torch.full_like(p_value, float("inf")))
-        amap = self.calibrator.combine_maps(maps)
-        amap = torch.where(finite[:, None, None, None], amap, torch.ones_like(amap))
+        amap.masked_fill_(~finite[:, None, None, None], 1.0)
         reasons = []
         for i in range(len(finite)):
             if not bool(finite[i]):
@@ -434,6 +497,19 @@ class Guard(nn.Module):
                 f"{meta['guard_fingerprint']}; refusing to load"
             )
         return guard.eval()
+
+
+def _finite_copy(x: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+    """The chunk ``x`` as a new contiguous CPU float32 tensor, its non-finite images zeroed.
+
+    One layout and dtype whatever the caller passed (bitwise-stable scores), and a normal
+    tensor even under ``torch.inference_mode`` (the explainers need autograd).
+    """
+    with torch.inference_mode(False):
+        out = torch.empty(x.shape, dtype=torch.float32).copy_(x.detach())
+        if not bool(finite.all()):
+            out[~finite] = 0.0
+        return out
 
 
 EXPLAINER_CLASSES = ("safegen_guard.explain.explainer.GuardExplainer",)

@@ -264,8 +264,18 @@ class MemorizationIndex(nn.Module):
             threshold=self.threshold,
         )
 
-    def _similarity(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``([B] best aligned similarity, [B] training row)`` of ``x`` ``[B, 1, S, S]``."""
+    def _similarity(self, x: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([B] best aligned similarity, [B] training row)`` of ``x`` ``[B, 1, S, S]``.
+
+        Runs ``chunk`` images at a time: the candidates (``k`` training images per query)
+        and their alignments are the working memory, bounded by the chunk, not by ``B``.
+        """
+        if len(x) <= chunk:
+            return self._chunk_similarity(x)
+        parts = [self._chunk_similarity(c) for c in x.split(chunk)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _chunk_similarity(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q = self.encoder.embed(x)
         _, rows = search_knn(self.knn, q, self.config.k)
         cand = self.images[rows.clamp(min=0)].float()  # [B, k, 1, S, S]

@@ -9,11 +9,18 @@ import torch
 from safegen_guard.memorization.index import MemorizationIndex
 from safegen_guard.verdict import Verdict
 
-__all__ = ["add_copy_check"]
+__all__ = ["add_copy_check", "CHECK_CHUNK"]
+
+CHECK_CHUNK = 64
+"""Images per :meth:`MemorizationIndex.check` call (about 60 MB of working memory at 64 px)."""
 
 
 def add_copy_check(
-    index: MemorizationIndex, x: torch.Tensor, verdict: Verdict, finite: torch.Tensor
+    index: MemorizationIndex,
+    x: torch.Tensor,
+    verdict: Verdict,
+    finite: torch.Tensor,
+    chunk: int = CHECK_CHUNK,
 ) -> Verdict:
     """Fill ``memorized``, ``copy_p_value``, ``nearest_index`` and the ``memorized`` reason.
 
@@ -22,9 +29,10 @@ def add_copy_check(
 
     Args:
         index: The guard's memorization index.
-        x: ``[B, 1, S, S]`` images in ``[0, 1]`` (non-finite ones replaced by zeros).
+        x: ``[B, 1, S, S]`` images in ``[0, 1]`` (non-finite ones are never read).
         verdict: The realism verdict of ``x``.
         finite: ``[B]`` bool, images without NaN/Inf.
+        chunk: Images checked at a time (working memory grows with it, not with ``B``).
 
     Returns:
         A new verdict (the input is not modified).
@@ -33,8 +41,7 @@ def add_copy_check(
     memorized = torch.zeros(b, dtype=torch.bool)
     p_value = torch.full((b,), float("nan"), dtype=torch.float64)
     nearest = torch.full((b,), -1, dtype=torch.long)
-    idx = finite.nonzero().flatten()
-    if len(idx):
+    for idx in finite.nonzero().flatten().split(chunk):  # memory bounded by the chunk
         result = index.check(x[idx])
         memorized[idx], p_value[idx], nearest[idx] = (
             result.memorized,

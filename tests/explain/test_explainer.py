@@ -62,6 +62,18 @@ def test_explanations_inside_inference_mode(explained_guard, tiny_real) -> None:
     torch.testing.assert_close(v2.heatmap, v.heatmap)
 
 
+def test_explanations_stream_in_chunks(explained_guard, tiny_real) -> None:
+    x = tiny_real["test"][:5].clone()
+    x[1] = float("nan")  # explained as a zero image, as the guard scores it
+    whole = explained_guard.evaluate(x, explain=True, batch_size=5)
+    chunked = explained_guard.evaluate(x, explain=True, batch_size=2)
+    for name in ("gradcam", "shap", "heatmap"):
+        torch.testing.assert_close(getattr(chunked, name), getattr(whole, name))
+        assert getattr(chunked, name).shape == (5, 1, 32, 32)
+    assert torch.isfinite(whole.heatmap).all()
+    assert torch.equal(chunked.heatmap_mask, chunked.heatmap > explained_guard.explainer.tau)
+
+
 def test_explanations_are_opt_in(explained_guard, tiny_real) -> None:
     x = tiny_real["test"][:2]
     plain = explained_guard.evaluate(x)
