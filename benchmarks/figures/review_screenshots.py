@@ -7,8 +7,8 @@ Playwright) photographs the report and the review app after ``r`` on the first i
 
     python -m benchmarks.figures.review_screenshots --guard guard/ --out docs/figures
 
-``--guard`` should be the default guard (``safegen fit --data mni152 --out guard/``), which
-has an explainer.
+``--guard`` should be the default guard (``safegen fit --data mni152 --out guard/``); without
+an explainer (``--no-explainer``) the panels show the anomaly map only.
 """
 
 from __future__ import annotations
@@ -89,17 +89,19 @@ def main(argv: list[str] | None = None) -> int:
         description=plain_help(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--guard", required=True, help="guard folder (with an explainer)")
+    p.add_argument("--guard", required=True, help="guard folder (the default guard)")
     p.add_argument("--out", type=Path, default=Path("docs/figures"), help="where the PNGs go")
     p.add_argument("--reviewer", default="ann", help="reviewer id shown in the app")
     args = p.parse_args(argv)
-    size = Guard.load(args.guard).config.image_size
+    guard = Guard.load(args.guard)
+    size = guard.config.image_size
+    explain = ["--explain"] if guard.explainer is not None else []  # Grad-CAM and SHAP columns
     with tempfile.TemporaryDirectory() as tmp:
         inputs = write_inputs(Path(tmp) / "in", size)
         scored = Path(tmp) / "scored"
         code = safegen(
-            ["score", str(inputs), "--guard", args.guard, "--out", str(scored), "--explain",
-             "--report"]
+            ["score", str(inputs), "--guard", args.guard, "--out", str(scored), "--report",
+             *explain]
         )  # fmt: skip
         if code != 0:
             return code
