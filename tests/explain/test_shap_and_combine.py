@@ -58,6 +58,17 @@ def test_distillation_reduces_loss() -> None:
         distil_predictor(ScorePredictor(8), x, y, steps=0)
 
 
+def test_distillation_progress_counts_steps_of_the_total(capsys) -> None:
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    distil_predictor(ScorePredictor(8, width=2), x, x.mean((1, 2, 3)), steps=7, batch_size=4)
+    assert capsys.readouterr().out == ""  # quiet by default
+    distil_predictor(
+        ScorePredictor(8, width=2), x, x.mean((1, 2, 3)), steps=7, batch_size=4, progress=True
+    )
+    out = capsys.readouterr().out
+    assert "explainer: 100%" in out and "7/7 [" in out and "mse=" in out
+
+
 def test_calibrated_unit_and_combine_by_hand() -> None:
     m = torch.tensor([0.0, 1.0, 3.0]).view(1, 1, 1, 3)
     torch.testing.assert_close(
