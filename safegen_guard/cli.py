@@ -194,7 +194,6 @@ def _fit(args: argparse.Namespace) -> int:
     from safegen_guard import Guard, GuardConfig
     from safegen_guard.data import dataset_modality
     from safegen_guard.guard_fit import load_fit_data
-    from safegen_guard.io import atomic_write_json
 
     # progress bars on the command line whatever the profile (tiny turns them off for tests)
     overrides = {
@@ -230,10 +229,10 @@ def _fit(args: argparse.Namespace) -> int:
         mcfg = MemorizationConfig.profile(args.profile, seed=args.seed)
         guard.fit_memorization(training_set, config=mcfg)
         memorization = f"{len(guard.memorization)} images of {training_set}"
-    guard.save(args.out)
     provenance = {"data": str(args.data), "profile": args.profile, "explainer": explainer}
     provenance["memorization_index"] = memorization
-    atomic_write_json(Path(args.out) / "provenance.json", provenance)
+    guard.save(args.out, provenance=provenance)  # in guard.json: verified like the rest
+    (Path(args.out) / "provenance.json").unlink(missing_ok=True)  # an unverified older copy
     print(f"saved guard {guard.fingerprint} to {args.out} (explainer: {explainer})")
     return 0
 
@@ -362,8 +361,7 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps({k: meta[k] for k in sorted(meta) if k != "weights_sha256"}, indent=2))
         return 0
     guard = Guard.load(args.guard)
-    prov_path = Path(args.guard) / "provenance.json"
-    prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
+    prov = guard.provenance
     cal, cfg = guard.calibrator, guard.config
     thresholds = ", ".join(f"{t:.3g}" for t in cal.thresholds().tolist())
     expl = guard.explainer

@@ -8,6 +8,7 @@ import importlib
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,6 +64,9 @@ class Guard(nn.Module):
         )
         self.explainer: Explainer | None = None
         self.memorization: MemorizationIndex | None = None
+        self.provenance: dict[str, Any] = {}
+        """Plain data on how the guard was made (``safegen fit`` records its arguments); saved
+        in ``guard.json`` under its hash, never part of a decision or the fingerprint."""
         self._fingerprint = ""
         self.eval()
 
@@ -447,12 +451,22 @@ class Guard(nn.Module):
             "config": self.explainer.config_dict(),
         }
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, *, provenance: dict[str, Any] | None = None) -> Path:
         """Save to ``directory`` (``guard.json`` + hash-named weights), durably.
 
         An interrupted save (crash, full disk, ``kill -9``) leaves the folder loadable as the
         guard saved there before, or as this one; see :mod:`safegen_guard.checkpoint`.
+
+        Args:
+            directory: The guard folder (created if needed).
+            provenance: JSON-able notes on how the guard was made (replaces
+                :attr:`provenance`); kept in ``guard.json``, so they are verified on load like
+                everything else in the folder.
         """
+        if provenance is not None:
+            if not isinstance(provenance, dict):
+                raise TypeError(f"`provenance` must be a dict, got {type(provenance).__name__}")
+            self.provenance = dict(provenance)
         meta = {
             "config": self.config.to_dict(),
             "views": self.detector.view_names,
@@ -463,6 +477,8 @@ class Guard(nn.Module):
             meta["explainer"] = self._explainer_spec()
         if self.memorization is not None:
             meta["memorization"] = self.memorization.config_dict()
+        if self.provenance:
+            meta["provenance"] = self.provenance
         checkpoint.write_checkpoint(directory, dict(self.state_dict()), meta)
         return Path(directory)
 
@@ -484,6 +500,10 @@ class Guard(nn.Module):
                 guard.attach_explainer(_build_explainer(meta["explainer"]))
             if "memorization" in meta:
                 guard.attach_memorization(MemorizationIndex.from_config(meta["memorization"]))
+            provenance = meta.get("provenance", {})
+            if not isinstance(provenance, dict):
+                raise TypeError(f"provenance must be a JSON object, got {provenance!r}")
+            guard.provenance = provenance
             guard.load_state_dict(tensors, strict=True)
             guard.detector.channels_last()
         except CheckpointError:
