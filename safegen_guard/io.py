@@ -8,7 +8,8 @@ new one, never a mix, and at worst a ``.<name>.<random>.tmp`` file that
 
 :func:`append_jsonl` writes whole lines or nothing: a short write (full disk, file size limit)
 is retried, and on failure the file is cut back to its previous length before the error is
-raised. Files are created with the mode the process umask allows (like ``open``).
+raised. Files are created with the mode the process umask allows and a replaced file keeps
+its mode (both like ``open``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -90,7 +92,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, exclusive: bool 
     """Write ``data`` to ``path`` durably: temp file in the same folder, fsync, rename, fsync.
 
     Readers see either the old file or the complete new one, never a partial write. Parent
-    folders are created. The file mode follows the umask (``0o666 & ~umask``).
+    folders are created. A new file's mode follows the umask (``0o666 & ~umask``); a replaced
+    file keeps its mode.
 
     Args:
         path: the target file.
@@ -112,15 +115,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, exclusive: bool 
 def _replacing(path: Path, *, exclusive: bool = False) -> Iterator[int]:
     """Yield the descriptor of a temp file beside ``path``; then fsync it and rename it there.
 
-    The temp file's mode follows the umask; the rename is ``os.replace`` (or a hard link that
-    refuses an existing name with ``exclusive``) followed by an fsync of the folder. On any
-    error the temp file is removed and ``path`` is untouched.
+    A new file's mode follows the umask (``0o666 & ~umask``); a replaced file keeps its mode,
+    as ``open(path, "w")`` would (a log the user made private stays private). The rename is
+    ``os.replace`` (or a hard link that refuses an existing name with ``exclusive``) followed
+    by an fsync of the folder. On any error the temp file is removed and ``path`` is untouched.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         try:
-            os.fchmod(fd, 0o666 & ~_umask())
+            os.fchmod(fd, mode)
             yield fd
             os.fsync(fd)
         finally:

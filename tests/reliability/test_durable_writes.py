@@ -7,6 +7,7 @@ import os
 import stat
 
 import pytest
+import torch
 from faults import run_python, run_unprivileged, world_dir
 
 from safegen_guard import io as sg_io
@@ -82,15 +83,42 @@ def test_failed_append_leaves_the_log_as_it_was(tmp_path, monkeypatch):
     assert [r["i"] for r in read_jsonl(log)] == [0, 3]
 
 
-def test_files_follow_the_umask(tmp_path):
-    old = os.umask(0o027)
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077, 0o002])
+def test_files_follow_the_umask(tmp_path, umask):
+    """Every writer, and a guard's files: ``0o666 & ~umask`` (main forced 0600)."""
+    from safegen_guard.checkpoint import write_checkpoint
+    from safegen_guard.io import atomic_extend_jsonl, atomic_write_json, atomic_write_text
+
+    old = os.umask(umask)
     try:
         atomic_write_bytes(tmp_path / "a.bin", b"x")
+        atomic_write_bytes(tmp_path / "x.bin", b"x", exclusive=True)
+        atomic_write_text(tmp_path / "t.txt", "x")
+        atomic_write_json(tmp_path / "j.json", {})
         append_jsonl(tmp_path / "b.jsonl", [{}])
+        atomic_extend_jsonl(tmp_path / "e.jsonl", [{}])
+        write_checkpoint(tmp_path / "guard", {"w": torch.zeros(2)}, {"k": 1})
     finally:
         os.umask(old)
-    assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o640
-    assert stat.S_IMODE((tmp_path / "b.jsonl").stat().st_mode) == 0o640
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) == 8
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path):
+    from safegen_guard.io import atomic_extend_jsonl
+
+    for name in ("a.bin", "e.jsonl"):
+        (tmp_path / name).write_bytes(b"{}\n")
+        (tmp_path / name).chmod(0o600)  # the user made it private
+    atomic_write_bytes(tmp_path / "a.bin", b"new")
+    atomic_extend_jsonl(tmp_path / "e.jsonl", [{"i": 1}])
+    append_jsonl(tmp_path / "e.jsonl", [{"i": 2}])
+    for name in ("a.bin", "e.jsonl"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    assert (tmp_path / "a.bin").read_bytes() == b"new"
+    assert [r.get("i") for r in read_jsonl(tmp_path / "e.jsonl")] == [None, 1, 2]
 
 
 def test_read_only_folder_raises_and_keeps_the_old_file(tmp_path):
