@@ -331,3 +331,27 @@ def test_summary_line_text(tiny_guard):
     )
     with pytest.raises(TypeError, match="`verbose` must be a bool, got int"):
         SafeGenCallback(tiny_guard, verbose=1)
+
+
+class _ImprovingGenerator(TinyGenerator):
+    """Real slices under noise that shrinks at every check: always wrong, less wrong each time."""
+
+    def __init__(self, real: torch.Tensor) -> None:
+        super().__init__()
+        self.real = real
+        self.amplitudes = [0.8, 0.5, 0.3]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        amp = self.amplitudes[min(len(self.sample_calls), len(self.amplitudes) - 1)]
+        self.sample_calls.append({"amplitude": amp})
+        noise = torch.randn(n, *self.real.shape[1:], generator=generator)
+        return (self.real[:n] + amp * noise).clamp(0, 1)
+
+
+def test_score_p95_keeps_moving_while_everything_is_rejected(tiny_guard, tiny_real, tmp_path):
+    model = _ImprovingGenerator(tiny_real["val"][:8])
+    cb = SafeGenCallback(tiny_guard, every_n_epochs=1, num_samples=8)
+    _trainer(tmp_path, [cb], max_epochs=3, num_sanity_val_steps=0).fit(model, *loaders())
+    assert [h["unsafe_rate"] for h in cb.history] == [1.0, 1.0, 1.0]
+    p95 = [h["score_p95"] for h in cb.history]
+    assert p95[0] > p95[1] > p95[2] > -math.log10(tiny_guard.config.false_reject_rate), p95
