@@ -181,6 +181,10 @@ def apply_acquisition(
     return x.float().clamp(0.0, 1.0)
 
 
+AFFINE_SCALE = 0.05
+"""Largest relative change of scale per axis in :func:`augment_slice` (``1 +- AFFINE_SCALE``)."""
+
+
 def augment_slice(
     image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,7 +206,7 @@ def augment_slice(
         keys=["image", "mask"],
         prob=1.0,
         rotate_range=math.radians(5.0),
-        scale_range=(0.05, 0.05),
+        scale_range=(AFFINE_SCALE, AFFINE_SCALE),
         translate_range=(0.03 * side, 0.03 * side),
         mode=("bilinear", "nearest"),
         padding_mode="zeros",
