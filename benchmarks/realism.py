@@ -54,8 +54,30 @@ def sample_checkpoint(checkpoint: str | Path, n: int, seed: int, size: int) -> t
     return x
 
 
+def _decisions(
+    guard: Guard, x: torch.Tensor, views: list[str] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``([B] severity, [B] unsafe)`` of the guard, or of a guard with only ``views``."""
+    if views is None:
+        v = guard.evaluate(x)
+        return v.score, v.unsafe
+    names = list(guard.detector.view_names)
+    missing = sorted(set(views) - set(names))
+    if missing:
+        raise ValueError(f"views {missing} are not in the guard; it has {names}")
+    stats, cond = guard.view_statistics(x)
+    d = guard.calibrator.decide(stats, cond, columns=[names.index(n) for n in views])
+    return d["severity"].float(), d["unsafe"]
+
+
 def evaluate_generated(
-    guard: Guard, real: torch.Tensor, generated: torch.Tensor, *, folds: int = 5, seed: int = 0
+    guard: Guard,
+    real: torch.Tensor,
+    generated: torch.Tensor,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    views: list[str] | None = None,
 ) -> dict:
     """Guard verdicts and a C2ST on one generated set against real test images.
 
@@ -65,15 +87,21 @@ def evaluate_generated(
         generated: ``[M, 1, S, S]`` generated samples.
         folds: C2ST folds.
         seed: C2ST seed.
+        views: Judge with a guard calibrated with only these views (exactly, through
+            ``Calibrator.decide(columns=...)``); default the guard itself (``evaluate``, so
+            the memorization check included).
 
     Returns:
         The figures listed in the module docstring, plus ``n_real``, ``n_generated``.
     """
-    v_real, v_gen = guard.evaluate(real), guard.evaluate(generated)
+    (s_real, u_real), (s_gen, u_gen) = (
+        _decisions(guard, real, views),
+        _decisions(guard, generated, views),
+    )
     c2st = classifier_two_sample_test(real, generated, folds=folds, seed=seed)
     y = np.r_[np.zeros(len(real)), np.ones(len(generated))]
-    severity = torch.cat([v_real.score, v_gen.score]).clamp_max(1e6).numpy()
-    accepted = ~v_gen.unsafe.numpy()
+    severity = torch.cat([s_real, s_gen]).clamp_max(1e6).numpy()
+    accepted = ~u_gen.numpy()
     fake = c2st.p_fake_generated > CALLED_FAKE
     return {
         "n_real": len(real),
@@ -81,7 +109,7 @@ def evaluate_generated(
         "c2st_auroc": round(c2st.auroc, 3),
         "guard_auroc": round(float(roc_auc_score(y, severity)), 3),
         "guard_accept_rate": round(float(accepted.mean()), 3),
-        "real_frr": round(float(v_real.unsafe.float().mean()), 3),
+        "real_frr": round(float(u_real.float().mean()), 3),
         "called_fake_rate": round(float(fake.mean()), 3),
         "accepted_called_fake": (
             round(float(fake[accepted].mean()), 3) if accepted.any() else None
@@ -125,7 +153,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--real-variants", type=int, default=8, help="draws per real test slice")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results_realism")
+    p.add_argument(
+        "--views",
+        default=None,
+        help="comma-separated views: judge as a guard calibrated with only these (the guard "
+        "must have been fitted with them); default the guard as saved",
+    )
     args = p.parse_args(argv)
+    views = args.views.split(",") if args.views else None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     guard = Guard.load(args.guard)
     size = guard.config.image_size
@@ -144,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     for ckpt in args.checkpoint:
         name = Path(ckpt).stem
         x = sample_checkpoint(ckpt, args.n, args.seed, size)
-        results[name] = evaluate_generated(guard, real, x, seed=args.seed)
+        results[name] = evaluate_generated(guard, real, x, seed=args.seed, views=views)
         verdict = guard.evaluate(x[:16])
         save_png(overlay_grid(x[:16], verdict, ncol=8), out / f"samples_{name}.png")
         log.info("%s: %s", name, results[name])
