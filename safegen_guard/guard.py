@@ -22,9 +22,10 @@ from safegen_guard.detector.detector import Detector
 from safegen_guard.detector.realism import train_realism_net
 from safegen_guard.detector.training import train_autoencoder
 from safegen_guard.errors import CheckpointError, NotFittedError
-from safegen_guard.explain.protocol import EXPLANATIONS, ExplainContext, Explainer
+from safegen_guard.explain.protocol import ExplainContext, Explainer
 from safegen_guard.memorization.index import MemorizationConfig, MemorizationIndex
 from safegen_guard.memorization.verdicts import add_copy_check
+from safegen_guard.streaming import explain_stream, score_stream
 from safegen_guard.validation import check_images, check_positive_int
 from safegen_guard.verdict import Verdict
 
@@ -255,7 +256,9 @@ class Guard(nn.Module):
         size = batch_size or self.config.score_batch_size
         x = x.detach()  # each chunk is copied to CPU float32 (no whole-batch copy)
         finite = torch.cat([torch.isfinite(c).flatten(1).all(1).cpu() for c in x.split(size)])
-        stats, amap, cond = self._score_stream(x, finite, size, combine=True)
+        stats, amap, cond = score_stream(
+            self.detector, self.calibrator, x, finite, size, combine=True
+        )
         verdict = self._verdict(stats, amap, cond, finite)
         if self.memorization is not None:
             verdict = add_copy_check(self.memorization, x, verdict, finite)
@@ -284,7 +287,8 @@ class Guard(nn.Module):
             check_positive_int(batch_size, "batch_size")
         x = x.detach()
         finite = torch.ones(len(x), dtype=torch.bool)
-        stats, _, cond = self._score_stream(x, finite, batch_size or self.config.score_batch_size)
+        size = batch_size or self.config.score_batch_size
+        stats, _, cond = score_stream(self.detector, self.calibrator, x, finite, size)
         return stats, cond
 
     def explain_context(self) -> ExplainContext:
@@ -305,7 +309,7 @@ class Guard(nn.Module):
         """
         x = x.detach()
         finite = torch.ones(len(x), dtype=torch.bool)
-        stats, _, cond = self._score_stream(x, finite, batch_size)
+        stats, _, cond = score_stream(self.detector, self.calibrator, x, finite, batch_size)
         return self.calibrator.decide(stats, cond)["fused"]
 
     def _explain(
@@ -316,68 +320,18 @@ class Guard(nn.Module):
         explain: bool | tuple,
         batch_size: int,
     ) -> Verdict:
-        """Add the explainer's maps, computed chunk by chunk into preallocated outputs."""
+        """Add the explainer's maps (computed chunk by chunk, see :mod:`.streaming`)."""
         if self.explainer is None:
             raise NotFittedError(
                 "explanations need a fitted explainer: see safegen_guard.explain "
                 "(fit one and call guard.attach_explainer), got a guard without one"
             )
         methods = None if explain is True else tuple(explain)
-        ctx = self.explain_context()
-        extra: dict[str, torch.Tensor] = {}
-        for start in range(0, len(x), batch_size):
-            stop = min(start + batch_size, len(x))
-            chunk = _finite_copy(x[start:stop], finite[start:stop])
-            part = self.explainer.explain(ctx, chunk, verdict.anomaly_map[start:stop], methods)
-            unknown = sorted(set(part) - set(EXPLANATIONS))
-            if unknown:
-                raise ValueError(
-                    f"the explainer returned {unknown}; explanations must be among {EXPLANATIONS}"
-                )
-            for name, t in part.items():
-                if name not in extra:
-                    extra[name] = torch.empty((len(x), *t.shape[1:]), dtype=t.dtype)
-                extra[name][start:stop] = t
+        extra = explain_stream(
+            self.explainer, self.explain_context(), x, finite, verdict.anomaly_map, methods,
+            batch_size,
+        )  # fmt: skip
         return dataclasses.replace(verdict, **extra)
-
-    def _score_stream(
-        self, x: torch.Tensor, finite: torch.Tensor, batch_size: int, combine: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Score ``x`` chunk by chunk, keeping per-image results only (memory bounded by chunk).
-
-        Each chunk's per-view maps are combined (``combine``) or dropped before the next
-        chunk is scored, so working memory does not grow with the batch; only the outputs do.
-
-        Args:
-            x: ``[B, C, H, W]`` float images (any device); non-finite ones are scored as
-                zeros.
-            finite: ``[B]`` bool, images without NaN/Inf.
-            batch_size: Images per chunk.
-            combine: Also return the combined anomaly map.
-
-        Returns:
-            ``stats`` ``[B, V]``, the combined map ``[B, 1, H, W]`` in ``[0, 1)`` (``None``
-            unless ``combine``) and the foreground fraction ``[B]``.
-        """
-        b, _, h, w = x.shape
-        with torch.inference_mode(False), torch.no_grad():
-            # outputs first, written in place: nothing small outlives a chunk between its
-            # temporaries, which would fragment the heap and grow it with the batch
-            stats: torch.Tensor | None = None
-            cond = torch.empty(b)
-            amap = torch.empty(b, 1, h, w) if combine else None
-            for start in range(0, b, batch_size):
-                stop = min(start + batch_size, b)
-                chunk = _finite_copy(x[start:stop], finite[start:stop])
-                s, maps, fg = self.detector.score(chunk)
-                if stats is None:
-                    stats = torch.empty((b, s.shape[1]), dtype=s.dtype)
-                stats[start:stop] = s
-                cond[start:stop] = foreground_fraction(fg)
-                if amap is not None:
-                    amap[start:stop] = self.calibrator.combine_maps(maps)
-                del chunk, s, maps, fg
-        return stats, amap, cond  # type: ignore[return-value]  # b >= 1: stats is set
 
     def _score_chunks(
         self, x: torch.Tensor, batch_size: int | None = None
@@ -517,19 +471,6 @@ class Guard(nn.Module):
                 f"{meta['guard_fingerprint']}; refusing to load"
             )
         return guard.eval()
-
-
-def _finite_copy(x: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
-    """The chunk ``x`` as a new contiguous CPU float32 tensor, its non-finite images zeroed.
-
-    One layout and dtype whatever the caller passed (bitwise-stable scores), and a normal
-    tensor even under ``torch.inference_mode`` (the explainers need autograd).
-    """
-    with torch.inference_mode(False):
-        out = torch.empty(x.shape, dtype=torch.float32).copy_(x.detach())
-        if not bool(finite.all()):
-            out[~finite] = 0.0
-        return out
 
 
 EXPLAINER_CLASSES = ("safegen_guard.explain.explainer.GuardExplainer",)
