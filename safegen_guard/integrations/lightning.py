@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Callable
@@ -23,8 +22,15 @@ from safegen_guard.integrations.audit import (
     new_run_id,
     recover,
 )
+from safegen_guard.integrations.callback_sampling import (
+    SampleFn,
+    local_count,
+    sample_generator,
+)
+from safegen_guard.integrations.callback_sampling import mix_seed as _mix_seed
+from safegen_guard.integrations.check_audit import write_check_audit
+from safegen_guard.integrations.check_summary import summary_line
 from safegen_guard.integrations.loggers import log_verdict_images
-from safegen_guard.memorization.quarantine import store_nearest
 from safegen_guard.summary import summarize
 from safegen_guard.validation import (
     check_choice,
@@ -34,9 +40,8 @@ from safegen_guard.validation import (
 )
 from safegen_guard.verdict import Verdict
 
-__all__ = ["SafeGenCallback", "SampleFn"]
+__all__ = ["SafeGenCallback", "SampleFn", "summary_line"]
 
-SampleFn = Callable[[pl.LightningModule, int, torch.Generator], torch.Tensor]
 _MAX_HISTORY = 1000
 
 
@@ -328,8 +333,7 @@ class SafeGenCallback(Callback):
             return None
 
     def _local_count(self, trainer: pl.Trainer) -> int:
-        world, rank = trainer.world_size, trainer.global_rank
-        return self.num_samples // world + int(rank < self.num_samples % world)
+        return local_count(self.num_samples, trainer.world_size, trainer.global_rank)
 
     def _sample_batch(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, index: int
@@ -337,20 +341,8 @@ class SafeGenCallback(Callback):
         n = self._local_count(trainer)
         if n == 0:
             return None
-        gen = torch.Generator(device=pl_module.device)
-        gen.manual_seed(_mix_seed(self.seed, trainer.global_rank, index))
-        modes = [(m, m.training) for m in pl_module.modules()]
-        pl_module.eval()
-        try:
-            with torch.no_grad():
-                fn = self.sample_fn or (lambda m, k, g: m.sample(k, g))
-                x = fn(pl_module, n, gen)
-        finally:
-            for module, mode in modes:
-                module.training = mode
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"the sampler must return a torch.Tensor, got {type(x).__name__}")
-        return x.detach().to("cpu", torch.float32)
+        seed = _mix_seed(self.seed, trainer.global_rank, index)
+        return sample_generator(pl_module, self.sample_fn, n, seed)
 
     def _check_samples(self, images: torch.Tensor, trainer: pl.Trainer, index: int) -> torch.Tensor:
         cfg = self.guard.config
@@ -426,46 +418,13 @@ class SafeGenCallback(Callback):
         index: int,
         stage: str,
     ) -> None:
-        """Quarantine the unsafe samples, then append every verdict (the commit point).
-
-        A sample that cannot be quarantined keeps its audit line (``quarantine_path`` null,
-        ``quarantine_error`` saying why); the failure is raised after the append.
-        """
+        """Quarantine the unsafe samples, then append every verdict (see :mod:`.check_audit`)."""
         if self.audit is None:
             return
-        prefix = f"step{step:08d}_check{index:05d}"
-        run_id = self.quarantine.run_id if self.quarantine is not None else new_run_id()
-        extra = [
-            {"check": index, "stage": stage, "quarantine_path": None,
-             "sample_id": f"{run_id}_{prefix}_{i:04d}"}
-            for i in range(len(verdict))
-        ]  # fmt: skip
-        records = self.audit.records(
-            verdict, images, step=step, rank=ranks, source="lightning", extra=extra
-        )
-        failures: list[Exception] = []
-        stored: dict[int, Path] = {}
-        keep = (verdict.unsafe | verdict.memorized).nonzero().flatten().tolist()
-        for i in keep if self.quarantine is not None else []:
-            try:
-                stored[i] = self.quarantine.store_record(images[i], records[i])
-                records[i]["quarantine_path"] = str(stored[i])
-            except Exception as exc:  # the verdict is kept in the audit log below
-                records[i]["quarantine_error"] = f"{type(exc).__name__}: {exc}"
-                failures.append(exc)
-        if stored and self.guard.memorization is not None:  # each copy beside its training image
-            try:
-                store_nearest(
-                    self.guard.memorization, verdict.select(list(stored)), list(stored.values())
-                )
-            except Exception as exc:
-                failures.append(exc)
-        self.audit.append(records)
-        if failures:
-            raise RuntimeError(
-                f"{len(failures)} unsafe sample(s) could not be quarantined (first: "
-                f"{failures[0]}); their verdicts are in {self.audit.path}"
-            ) from failures[0]
+        write_check_audit(
+            self.audit, self.quarantine, self.guard.memorization, images, verdict, ranks,
+            step=step, index=index, stage=stage,
+        )  # fmt: skip
 
     def _apply_action(self, trainer: pl.Trainer, unsafe_rate: float) -> None:
         if self.max_unsafe_rate is None:
@@ -485,37 +444,6 @@ class SafeGenCallback(Callback):
             trainer.should_stop = True
 
 
-def summary_line(summary: dict[str, float], *, prefix: str, step: int, stage: str) -> str:
-    """One line for a check: ``safegen check at step 120 (train): 5/16 unsafe (31%), ...``.
-
-    Args:
-        summary: the output of :func:`summarise` (plus ``errors``, if logged).
-        prefix: the callback's metric prefix, which names it in the line.
-        step: ``trainer.global_step`` of the check.
-        stage: ``"train"`` or ``"validation"``.
-    """
-    n = int(summary["num_samples"])
-    unsafe = round(summary["unsafe_rate"] * n)
-    reasons = sorted(
-        ((k.split("/", 1)[1], int(v)) for k, v in summary.items() if k.startswith("reason/")),
-        key=lambda kv: -kv[1],
-    )
-    fired = ", ".join(f"{name} {count}" for name, count in reasons if count > 0) or "none"
-    line = (
-        f"{prefix} check at step {step} ({stage}): {unsafe}/{n} unsafe "
-        f"({summary['unsafe_rate']:.0%}), score mean {summary['score_mean']:.2f} "
-        f"p95 {summary['score_p95']:.2f}, reasons: {fired}"
-    )
-    if summary.get("errors"):
-        line += f", errors {int(summary['errors'])}"
-    return line
-
-
 def _check_optional_int(value: object, name: str) -> None:
     if value is not None:
         check_positive_int(value, name)
-
-
-def _mix_seed(seed: int, rank: int, index: int) -> int:
-    digest = hashlib.sha256(f"{seed}:{rank}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
