@@ -374,13 +374,25 @@ def _info(args: argparse.Namespace) -> int:
         "by foreground fraction",
         f"thresholds   unsafe if p <= {cal.alpha:g} (false-reject rate); fused statistic "
         f"> [{thresholds}] per bin; pixel tau {float(cal.tau):.3g}",
-        f"views        {', '.join(guard.detector.view_names)}",
+        f"views        {', '.join(guard.detector.view_names)} (modality "
+        f"{cfg.modality or 'not given: union of the MRI and CT defaults'})",
+        f"memorization {_memorization_line(guard)}",
         f"explainer    {'fitted' if expl is not None else 'none: --explain is unavailable'}"
         + (f", tau {float(expl.tau):.3g}" if expl is not None else ""),
         f"saved with   format {meta.get('format_version', '?')}; this is safegen {__version__}",
     ]
     print("\n".join(lines))
     return 0
+
+
+def _memorization_line(guard: object) -> str:
+    index = guard.memorization
+    if index is None:
+        return "none: copies of training images are not checked (refit without --no-memorization)"
+    return (
+        f"{len(index)} training images indexed; memorized if copy p <= {index.config.alpha:g} "
+        f"(similarity > {index.threshold:.3g})"
+    )
 
 
 def _datasets(args: argparse.Namespace) -> int:

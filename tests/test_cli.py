@@ -200,6 +200,8 @@ def test_info(guard_dir, explained_guard_dir, capsys):
     text = capsys.readouterr().out
     assert "32x32" in text and "unsafe if p <= 0.05" in text
     assert "none: --explain is unavailable" in text and "real reference images" in text
+    assert "memorization none: copies of training images are not checked" in text
+    assert "(modality not given: union of the MRI and CT defaults)" in text
     assert main(["info", str(explained_guard_dir)]) == 0
     assert "explainer    fitted" in capsys.readouterr().out
     assert main(["info", str(guard_dir), "--json"]) == 0
