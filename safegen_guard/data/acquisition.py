@@ -9,7 +9,8 @@ slice is turned into one or more *realisations* of a plausible acquisition:
    mask, then gamma (+-10 %) and intensity-scale (+-10 %) jitter. Measured limit: pipelines
    that crop the volume to its non-zero region show the head about 10 % larger, and a guard
    trained with +-5 % rejects 53 % of such real slices through its autoencoder residuals
-   (``benchmarks.preparations``); a wider scale range is the candidate fix, not yet measured;
+   (``benchmarks.preparations``); +-15 % (:data:`AFFINE_SCALE`) brought that to 0.056 at
+   32 px but plain test draws to 0.083-0.097 (docs/realism.md), so it is not the default yet;
 2. acquisition (:func:`apply_acquisition`), at the output resolution so noise is per output
    pixel: lower acquired resolution (``RandSimulateLowResolution``), a smooth multiplicative
    bias field (``RandBiasField``), then Rician noise over the *whole* frame, background
