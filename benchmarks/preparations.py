@@ -36,7 +36,14 @@ from safegen_guard.data.foreground import (
 )
 from safegen_guard.io import atomic_write_json, atomic_write_text
 
-__all__ = ["PREPARATIONS", "prepare_mni152", "unsafe_rates", "clean_frr", "main"]
+__all__ = [
+    "PREPARATIONS",
+    "prepare_mni152",
+    "view_columns",
+    "unsafe_rates",
+    "clean_frr",
+    "main",
+]
 
 PREPARATIONS = ("bicubic_p99", "minmax_after_noise", "tight_crop")
 
@@ -91,6 +98,19 @@ def prepare_mni152(
     return realise_variants(xs_, ms_, variants=variants, config=acq, augment=False, generator=g)[0]
 
 
+def view_columns(guard: Guard, views: list[str]) -> list[int]:
+    """Column indices of ``views`` in the guard's statistics, for ``Calibrator.decide(columns=)``.
+
+    Raises:
+        ValueError: a view the guard was not fitted with.
+    """
+    names = list(guard.detector.view_names)
+    missing = sorted(set(views) - set(names))
+    if missing:
+        raise ValueError(f"views {missing} are not in the guard; it has {names}")
+    return [names.index(v) for v in views]
+
+
 def unsafe_rates(
     guard: Guard, x: torch.Tensor, view_sets: dict[str, list[str]] | None = None
 ) -> dict[str, float]:
@@ -114,14 +134,11 @@ def unsafe_rates(
     """
     if view_sets is None:
         return {"guard": round(float(guard.evaluate(x).unsafe.float().mean()), 3)}
-    names = list(guard.detector.view_names)
+    columns = {key: view_columns(guard, views) for key, views in view_sets.items()}
     stats, cond = guard.view_statistics(x)
     out = {}
-    for key, views in view_sets.items():
-        missing = sorted(set(views) - set(names))
-        if missing:
-            raise ValueError(f"view set {key!r} names {missing}; the guard has {names}")
-        decision = guard.calibrator.decide(stats, cond, columns=[names.index(v) for v in views])
+    for key, cols in columns.items():
+        decision = guard.calibrator.decide(stats, cond, columns=cols)
         out[key] = round(float(decision["unsafe"].float().mean()), 3)
     return out
 

@@ -61,12 +61,11 @@ def _decisions(
     if views is None:
         v = guard.evaluate(x)
         return v.score, v.unsafe
-    names = list(guard.detector.view_names)
-    missing = sorted(set(views) - set(names))
-    if missing:
-        raise ValueError(f"views {missing} are not in the guard; it has {names}")
+    from benchmarks.preparations import view_columns
+
+    columns = view_columns(guard, views)
     stats, cond = guard.view_statistics(x)
-    d = guard.calibrator.decide(stats, cond, columns=[names.index(n) for n in views])
+    d = guard.calibrator.decide(stats, cond, columns=columns)
     return d["severity"].float(), d["unsafe"]
 
 
