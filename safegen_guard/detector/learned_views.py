@@ -11,7 +11,14 @@ patch_density top-1% mean of the nearest-neighbour distance of each patch's     
               features to a coreset memory bank of real patches (PatchCore)
 ams           the seed's multi-scale feature distance A_ms between ``x`` and its  no      yes
               bottleneck reconstruction, in the realism network's features
+image_density mean distance of the whole image's coarse feature layout to its k   see     no
+              nearest real training images (kNN density, faiss)                   below
 ============= ================================================================== ======= =====
+
+``patch_density`` asks whether every *patch* looks like some real patch; ``image_density``
+asks whether the *image as a whole* (where which structure sits, how bright and how large
+it is) looks like some real image. Generated samples can pass the first and fail the second:
+a DDPM whose slices are brighter and larger than every real slice, yet locally typical.
 
 Which are on by default was decided by the leave-one-family-out protocol
 (``python -m benchmarks.loo``, docs/realism.md), never on the families a view is tested on.
@@ -30,7 +37,15 @@ from safegen_guard.detector import ops
 from safegen_guard.detector.registry import register_view
 from safegen_guard.detector.views import ScoringContext, View, top_mean
 
-__all__ = ["FPIView", "PatchDensityView", "FeatureDistanceView", "coreset", "NearestNeighbours"]
+__all__ = [
+    "FPIView",
+    "PatchDensityView",
+    "FeatureDistanceView",
+    "ImageDensityView",
+    "coreset",
+    "layout_features",
+    "NearestNeighbours",
+]
 
 EXACT_SEARCH_LIMIT = 65_536
 """Banks up to this many patches are searched exactly; larger ones with an IVF index."""
@@ -123,11 +138,14 @@ class NearestNeighbours:
             self.index.nprobe = nprobe
         self.index.add(data)
 
-    def distance(self, queries: torch.Tensor) -> torch.Tensor:
-        """``[Q, D]`` queries -> ``[Q]`` Euclidean distance to the nearest bank row."""
+    def distance(self, queries: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """``[Q, D]`` queries -> ``[Q]`` mean Euclidean distance to the ``k`` nearest bank rows.
+
+        ``k`` is capped at the bank size.
+        """
         q = np.ascontiguousarray(queries.detach().cpu().numpy(), dtype=np.float32)
-        d2, _ = self.index.search(q, 1)
-        return torch.from_numpy(d2[:, 0]).clamp_min(0.0).sqrt()
+        d2, _ = self.index.search(q, max(1, min(int(k), self.index.ntotal)))
+        return torch.from_numpy(d2).clamp_min(0.0).sqrt().mean(1)
 
 
 class PatchDensityView(View):
@@ -215,6 +233,84 @@ class FeatureDistanceView(View):
         return top_mean(m, ctx.foreground), m
 
 
+def layout_features(features: list[torch.Tensor], grid: int = 4) -> torch.Tensor:
+    """Whole-image descriptors: the realism encoder's 1/4-resolution features on a coarse grid.
+
+    Args:
+        features: The realism network's encoder features (1/2, 1/4, 1/8 resolution).
+        grid: Cells per side; the same at every image size, so the descriptor describes the
+            layout of the frame (which structure where), not pixel detail.
+
+    Returns:
+        ``[B, C * grid * grid]`` descriptors.
+    """
+    return F.adaptive_avg_pool2d(features[1].float(), grid).flatten(1)
+
+
+class ImageDensityView(View):
+    """Whole-image density: how far the image's feature layout is from every real image.
+
+    The descriptor (:func:`layout_features`) of each real *training* image is standardised
+    per dimension and kept in a bank (a seeded random subset of ``max_bank`` rows when there
+    are more); the statistic is the mean Euclidean distance of the standardised descriptor
+    to its ``k`` nearest bank rows (faiss, :class:`NearestNeighbours`). No pixel map: the
+    evidence is about the image as a whole.
+
+    Chosen by the leave-one-family-out protocol and measured on generated samples in
+    docs/realism.md.
+
+    Args:
+        k: Neighbours averaged.
+        grid: Descriptor grid cells per side.
+        max_bank: Most bank rows kept.
+        seed: Seed of the subset draw.
+    """
+
+    name = "image_density"
+    has_map = False
+    fit_on_training = True
+
+    def __init__(
+        self, k: int = 5, grid: int = 4, max_bank: int = EXACT_SEARCH_LIMIT, seed: int = 0
+    ) -> None:
+        super().__init__()
+        if k < 1 or grid < 1 or max_bank < 1:
+            raise ValueError(f"k, grid and max_bank must be >= 1, got {k}, {grid}, {max_bank}")
+        self.k, self.grid, self.max_bank, self.seed = k, grid, max_bank, seed
+        for name in ("bank", "center", "scale"):
+            self.register_buffer(name, torch.zeros(0))
+        self._nn: NearestNeighbours | None = None
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        for name in ("bank", "center", "scale"):  # sizes come from the data it was fitted on
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        self._nn = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def fit(self, ctx: ScoringContext) -> None:
+        """Standardise and keep the descriptors of real (training) images."""
+        f = layout_features(ctx.realism.features, self.grid)
+        std = f.std(0) if len(f) > 1 else torch.ones(f.shape[1])
+        self.center = f.mean(0)
+        # dimensions that never vary on real images would otherwise dominate every distance
+        self.scale = std.clamp_min(1e-2 * float(std.mean()) + 1e-8)
+        if len(f) > self.max_bank:
+            g = torch.Generator().manual_seed(self.seed)
+            f = f[torch.randperm(len(f), generator=g)[: self.max_bank]]
+        self.bank = (f - self.center) / self.scale
+        self._nn = None
+
+    def forward(self, ctx: ScoringContext) -> tuple[torch.Tensor, None]:
+        """``[B]`` statistic (mean distance to the ``k`` nearest real images), no map."""
+        if self.bank.numel() == 0:
+            raise RuntimeError("image_density has an empty bank: fit it first")
+        if self._nn is None:
+            self._nn = NearestNeighbours(self.bank.view(-1, self.center.numel()))
+        q = (layout_features(ctx.realism.features, self.grid) - self.center) / self.scale
+        return self._nn.distance(q, self.k).to(ctx.x), None
+
+
 register_view(
     "fpi",
     lambda size: FPIView(),
@@ -235,4 +331,11 @@ register_view(
     default=False,
     needs_realism=True,
     summary="multi-scale feature distance between the image and its reconstruction",
+)
+register_view(
+    "image_density",
+    lambda size: ImageDensityView(),
+    default=False,
+    needs_realism=True,
+    summary="distance of the whole image's feature layout to its nearest real images (faiss)",
 )

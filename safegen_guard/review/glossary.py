@@ -20,6 +20,9 @@ REASONS: dict[str, str] = {
     "patch_density": "some patches are unlike every real patch the guard has seen (their "
     "realism-network features are far from a bank of real-scan patches): unfamiliar local "
     "content such as noise, foreign structure or generator artifacts",
+    "image_density": "the image as a whole is unlike every real scan the guard has seen (its "
+    "layout of realism-network features is far from those of real images): wrong size, "
+    "position, brightness or arrangement of anatomy, even when every patch looks real",
     "fpi": "the realism network, trained to find pieces of other slices blended into a real "
     "slice, sees foreign patches (pasted, ghosted or wrapped-around content)",
     "ams": "the realism network's features of the image and of its reconstruction differ at "

@@ -136,3 +136,54 @@ def test_nearest_neighbours_exact_and_ivf_agree_with_torch(monkeypatch):
     monkeypatch.setattr(LV, "EXACT_SEARCH_LIMIT", 100)  # force the IVF index
     ivf = LV.NearestNeighbours(bank, nprobe=1000)  # probing every list: exact again
     torch.testing.assert_close(ivf.distance(q), want, atol=1e-4, rtol=1e-4)
+
+
+def _disc(n: int, seed: int, radius: float, level: float) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(S) - S / 2, torch.arange(S) - S / 2, indexing="ij")
+    base = level * (torch.sqrt(yy**2 + xx**2) < radius).float()
+    return (base[None, None] + 0.03 * torch.randn(n, 1, S, S, generator=g)).clamp(0, 1)
+
+
+def test_image_density_fit_score_roundtrip_and_far_images(net):
+    view = LV.ImageDensityView(k=3)
+    assert not view.has_map
+    with torch.no_grad():
+        view.fit(_ctx(_disc(12, 7, 10, 0.5), net))
+        assert view.bank.shape[0] == 12 and view.center.shape == view.scale.shape
+        clean, m = view(_ctx(_disc(4, 8, 10, 0.5), net))
+        again, _ = view(_ctx(_disc(4, 8, 10, 0.5), net))
+        # a larger, brighter head: locally the same texture, globally unlike every real image
+        big, _ = view(_ctx(_disc(4, 8, 14, 0.9), net))
+    assert m is None and clean.shape == (4,) and bool(torch.isfinite(clean).all())
+    torch.testing.assert_close(clean, again)
+    assert float(big.min()) > float(clean.max())
+    fresh = LV.ImageDensityView(k=3)
+    fresh.load_state_dict(view.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(_ctx(_disc(4, 8, 14, 0.9), net))[0], big)
+    with pytest.raises(RuntimeError, match="empty bank"):
+        LV.ImageDensityView()(_ctx(_disc(2, 0, 10, 0.5), net))
+    with pytest.raises(ValueError, match=">= 1"):
+        LV.ImageDensityView(k=0)
+
+
+def test_image_density_bank_subset_is_seeded(net):
+    with torch.no_grad():
+        ctx = _ctx(_disc(10, 9, 10, 0.5), net)
+        a, b = LV.ImageDensityView(max_bank=4, seed=1), LV.ImageDensityView(max_bank=4, seed=1)
+        a.fit(ctx)
+        b.fit(ctx)
+    assert a.bank.shape[0] == 4
+    torch.testing.assert_close(a.bank, b.bank)
+
+
+def test_nearest_neighbours_mean_of_k():
+    g = torch.Generator().manual_seed(4)
+    bank, q = torch.randn(50, 3, generator=g), torch.randn(7, 3, generator=g)
+    want = torch.cdist(q, bank).topk(4, largest=False).values.mean(1)
+    nn_ = LV.NearestNeighbours(bank)
+    torch.testing.assert_close(nn_.distance(q, k=4), want, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        nn_.distance(q, k=500), torch.cdist(q, bank).mean(1), atol=1e-4, rtol=1e-4
+    )
