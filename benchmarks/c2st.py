@@ -22,24 +22,9 @@ from sklearn.model_selection import StratifiedKFold
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from safegen_guard.adaptive import SmallCNN
+
 __all__ = ["C2STResult", "classifier_two_sample_test", "SmallCNN"]
-
-
-class SmallCNN(nn.Module):
-    """Three conv blocks + global average pooling -> one logit (``P(fake)``)."""
-
-    def __init__(self, channels: int = 1, width: int = 16) -> None:
-        super().__init__()
-        blocks, c = [], channels
-        for w in (width, 2 * width, 4 * width):
-            blocks += [nn.Conv2d(c, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2)]
-            c = w
-        self.features = nn.Sequential(*blocks)
-        self.head = nn.Linear(c, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, H, W]`` -> ``[B]`` logits."""
-        return self.head(self.features(x).mean((-2, -1)))[:, 0]
 
 
 class _Classifier(L.LightningModule):

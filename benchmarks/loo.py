@@ -15,7 +15,8 @@ Run::
     python -m benchmarks.loo --data mni152 --out results_loo
     python -m benchmarks.loo --data ct_phantom --guard path/to/guard --out results_loo_ct
 
-Writes ``loo_<data>.json`` and ``loo_<data>.md``.
+Writes ``loo_<data>.json``, ``loo_<data>.md``, the score table and (when it fitted one) the
+all-views guard in ``guard/``.
 """
 
 from __future__ import annotations
@@ -330,6 +331,8 @@ def main(argv: list[str] | None = None) -> dict:
     size = guard.config.image_size
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if not args.guard:  # kept for view-subset analyses (preparations --view-set, realism --views)
+        guard.save(out / "guard")
     name = Path(str(args.data)).name
     if args.table:
         table = load_table(Path(args.table))

@@ -11,6 +11,18 @@ samples are drawn and scored by the guard, and a classifier two-sample test
 * ``accepted_called_fake``: of the accepted samples, the share the C2ST calls fake with
   ``P(fake) > 0.9`` (the issue's target: at most 10 %).
 
+With ``--batch-test`` the batch realism test (:mod:`safegen_guard.adaptive`) also judges the
+generated set as one batch against real training slices (whole slices kept on one side of its
+split), and the real test slices as a batch of their own (its false-reject rate on real
+held-out scans): ``batch_reject_rate``, ``batch_real_frr``, and the guard and the batch test
+together (a sample is accepted when both accept it): ``combined_accept_rate``,
+``combined_accepted_called_fake``, ``combined_real_frr``.
+
+``--c2st-real train`` runs the C2ST against fresh acquisition draws of the generator's own
+training slices instead of the test slices: on one template (MNI152) the test slices are other
+positions of the same brain, and the C2ST tells real test from real training slices at AUROC
+0.91, so "called fake against test" partly means "looks like a training slice".
+
 Run::
 
     python -m benchmarks.realism --guard GUARD_DIR --checkpoint ddpm.ckpt --checkpoint sg2.ckpt
@@ -77,6 +89,10 @@ def evaluate_generated(
     folds: int = 5,
     seed: int = 0,
     views: list[str] | None = None,
+    c2st_real: torch.Tensor | None = None,
+    reference: torch.Tensor | None = None,
+    reference_groups: torch.Tensor | None = None,
+    batch_steps: int = 100,
 ) -> dict:
     """Guard verdicts and a C2ST on one generated set against real test images.
 
@@ -89,6 +105,11 @@ def evaluate_generated(
         views: Judge with a guard calibrated with only these views (exactly, through
             ``Calibrator.decide(columns=...)``); default the guard itself (``evaluate``, so
             the memorization check included).
+        c2st_real: Real images the C2ST compares with (default ``real``).
+        reference: Real training images for the batch realism test
+            (:func:`~safegen_guard.adaptive.batch_realism_test`); ``None`` skips it.
+        reference_groups: ``[N]`` slice/subject group of each reference image.
+        batch_steps: Classifier steps of the batch test.
 
     Returns:
         The figures listed in the module docstring, plus ``n_real``, ``n_generated``.
@@ -97,11 +118,17 @@ def evaluate_generated(
         _decisions(guard, real, views),
         _decisions(guard, generated, views),
     )
-    c2st = classifier_two_sample_test(real, generated, folds=folds, seed=seed)
+    c2st_ref = real if c2st_real is None else c2st_real
+    c2st = classifier_two_sample_test(c2st_ref, generated, folds=folds, seed=seed)
     y = np.r_[np.zeros(len(real)), np.ones(len(generated))]
     severity = torch.cat([s_real, s_gen]).clamp_max(1e6).numpy()
     accepted = ~u_gen.numpy()
     fake = c2st.p_fake_generated > CALLED_FAKE
+    extra: dict = {}
+    if reference is not None:
+        extra = _batch_test(
+            generated, real, reference, reference_groups, u_gen, u_real, fake, batch_steps, seed
+        )
     return {
         "n_real": len(real),
         "n_generated": len(generated),
@@ -114,6 +141,40 @@ def evaluate_generated(
             round(float(fake[accepted].mean()), 3) if accepted.any() else None
         ),
         "n_accepted": int(accepted.sum()),
+        **extra,
+    }
+
+
+def _batch_test(
+    generated: torch.Tensor,
+    real: torch.Tensor,
+    reference: torch.Tensor,
+    groups: torch.Tensor | None,
+    u_gen: torch.Tensor,
+    u_real: torch.Tensor,
+    fake: np.ndarray,
+    steps: int,
+    seed: int,
+) -> dict:
+    """Batch test on the generated and on the real test batch, and guard + batch test.
+
+    A sample is accepted by the combination when both accept it.
+    """
+    from safegen_guard.adaptive import batch_realism_test
+
+    on_gen = batch_realism_test(generated, reference, groups=groups, steps=steps, seed=seed)
+    on_real = batch_realism_test(real, reference, groups=groups, steps=steps, seed=seed + 1)
+    both = ~(u_gen.numpy() | on_gen.rejected.numpy())
+    return {
+        "batch_separability": round(on_gen.separability, 3),
+        "batch_reject_rate": round(float(on_gen.rejected.float().mean()), 3),
+        "batch_real_frr": round(float(on_real.rejected.float().mean()), 3),
+        "combined_accept_rate": round(float(both.mean()), 3),
+        "combined_accepted_called_fake": (
+            round(float(fake[both].mean()), 3) if both.any() else None
+        ),
+        "combined_n_accepted": int(both.sum()),
+        "combined_real_frr": round(float((u_real | on_real.rejected).float().mean()), 3),
     }
 
 
@@ -134,6 +195,23 @@ def realism_markdown(results: dict[str, dict]) -> str:
             f"| {name} | {r['n_generated']} | {r['c2st_auroc']:.3f} | {r['guard_auroc']:.3f} | "
             f"{r['guard_accept_rate']:.3f} | {acf} | {r['real_frr']:.3f} |"
         )
+    batch = {n: r for n, r in results.items() if "batch_reject_rate" in r}
+    if batch:
+        lines += [
+            "",
+            "| generator | batch test rejects | batch test real FRR | guard + batch test accept "
+            "| accepted called fake (P>0.9) | real FRR (guard or batch test) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, r in batch.items():
+            acf = r["combined_accepted_called_fake"]
+            acf = (
+                "n/a (none accepted)" if acf is None else f"{acf:.3f} of {r['combined_n_accepted']}"
+            )
+            lines.append(
+                f"| {name} | {r['batch_reject_rate']:.3f} | {r['batch_real_frr']:.3f} | "
+                f"{r['combined_accept_rate']:.3f} | {acf} | {r['combined_real_frr']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -152,6 +230,17 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--real-variants", type=int, default=8, help="draws per real test slice")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results_realism")
+    p.add_argument(
+        "--batch-test",
+        action="store_true",
+        help="also run the batch realism test against real training slices",
+    )
+    p.add_argument(
+        "--c2st-real",
+        choices=("test", "train"),
+        default="test",
+        help="real images of the C2ST: the test slices, or fresh draws of the training slices",
+    )
     p.add_argument(
         "--views",
         default=None,
@@ -172,13 +261,37 @@ def main(argv: list[str] | None = None) -> dict:
             load_dataset(args.data, "test", size, variants=half, seed=args.seed + 3).images,
         ]
     )
+    reference = groups = c2st_real = None
+    if args.batch_test:
+        parts = [
+            load_dataset(args.data, "train", size, variants=half, augment=aug, seed=args.seed + k)
+            for k, aug in ((10, True), (11, False))
+        ]
+        reference = torch.cat([p.images for p in parts])
+        groups = torch.cat([p.positions for p in parts])
+    if args.c2st_real == "train":
+        c2st_real = torch.cat(
+            [
+                load_dataset(args.data, "train", size, variants=1, augment=aug, seed=args.seed + k)
+                for k, aug in ((20, True), (21, False))
+            ]
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for ckpt in args.checkpoint:
         name = Path(ckpt).stem
         x = sample_checkpoint(ckpt, args.n, args.seed, size)
-        results[name] = evaluate_generated(guard, real, x, seed=args.seed, views=views)
+        results[name] = evaluate_generated(
+            guard,
+            real,
+            x,
+            seed=args.seed,
+            views=views,
+            c2st_real=c2st_real,
+            reference=reference,
+            reference_groups=groups,
+        )
         verdict = guard.evaluate(x[:16])
         save_png(overlay_grid(x[:16], verdict, ncol=8), out / f"samples_{name}.png")
         log.info("%s: %s", name, results[name])
