@@ -15,7 +15,8 @@ With ``--batch-test`` the batch realism test (:mod:`safegen_guard.adaptive`) als
 generated set as one batch against real training slices (whole slices kept on one side of its
 split), and the real test slices as a batch of their own (its false-reject rate on real
 held-out scans): ``batch_reject_rate``, ``batch_real_frr``, and the guard and the batch test
-together (a sample is accepted when both accept it): ``combined_accept_rate``,
+together (each at half the guard's false-reject rate, so that together they keep it; a sample
+is accepted when both accept it): ``combined_accept_rate``,
 ``combined_accepted_called_fake``, ``combined_real_frr``.
 
 ``--c2st-real train`` runs the C2ST against fresh acquisition draws of the generator's own
@@ -68,17 +69,17 @@ def sample_checkpoint(checkpoint: str | Path, n: int, seed: int, size: int) -> t
 
 def _decisions(
     guard: Guard, x: torch.Tensor, views: list[str] | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``([B] severity, [B] unsafe)`` of the guard, or of a guard with only ``views``."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``([B] severity, [B] unsafe, [B] p-value)`` of the guard (or of only ``views``)."""
     if views is None:
         v = guard.evaluate(x)
-        return v.score, v.unsafe
+        return v.score, v.unsafe, v.p_value.double()
     from benchmarks.preparations import view_columns
 
     columns = view_columns(guard, views)
     stats, cond = guard.view_statistics(x)
     d = guard.calibrator.decide(stats, cond, columns=columns)
-    return d["severity"].float(), d["unsafe"]
+    return d["severity"].float(), d["unsafe"], d["p_value"].double()
 
 
 def evaluate_generated(
@@ -114,7 +115,7 @@ def evaluate_generated(
     Returns:
         The figures listed in the module docstring, plus ``n_real``, ``n_generated``.
     """
-    (s_real, u_real), (s_gen, u_gen) = (
+    (s_real, u_real, p_real), (s_gen, u_gen, p_gen) = (
         _decisions(guard, real, views),
         _decisions(guard, generated, views),
     )
@@ -126,9 +127,11 @@ def evaluate_generated(
     fake = c2st.p_fake_generated > CALLED_FAKE
     extra: dict = {}
     if reference is not None:
+        alpha = float(guard.config.false_reject_rate)
         extra = _batch_test(
-            generated, real, reference, reference_groups, u_gen, u_real, fake, batch_steps, seed
-        )
+            generated, real, reference, reference_groups, p_gen, p_real, alpha, fake,
+            batch_steps, seed,
+        )  # fmt: skip
     return {
         "n_real": len(real),
         "n_generated": len(generated),
@@ -150,21 +153,28 @@ def _batch_test(
     real: torch.Tensor,
     reference: torch.Tensor,
     groups: torch.Tensor | None,
-    u_gen: torch.Tensor,
-    u_real: torch.Tensor,
+    p_gen: torch.Tensor,
+    p_real: torch.Tensor,
+    alpha: float,
     fake: np.ndarray,
     steps: int,
     seed: int,
 ) -> dict:
     """Batch test on the generated and on the real test batch, and guard + batch test.
 
-    A sample is accepted by the combination when both accept it.
+    The batch test alone runs at the guard's ``alpha``. The combination keeps the guard's
+    false-reject rate by splitting it (Bonferroni): a sample is rejected when the guard's
+    p-value or the batch test's is ``<= alpha / 2``, so real scans are rejected at most
+    ``alpha`` of the time.
     """
     from safegen_guard.adaptive import batch_realism_test
 
     on_gen = batch_realism_test(generated, reference, groups=groups, steps=steps, seed=seed)
     on_real = batch_realism_test(real, reference, groups=groups, steps=steps, seed=seed + 1)
-    both = ~(u_gen.numpy() | on_gen.rejected.numpy())
+    half = alpha / 2
+    u_gen = (p_gen <= half) | (on_gen.p_value <= half)
+    u_real = (p_real <= half) | (on_real.p_value <= half)
+    both = ~u_gen.numpy()
     return {
         "batch_separability": round(on_gen.separability, 3),
         "batch_reject_rate": round(float(on_gen.rejected.float().mean()), 3),
@@ -174,7 +184,7 @@ def _batch_test(
             round(float(fake[both].mean()), 3) if both.any() else None
         ),
         "combined_n_accepted": int(both.sum()),
-        "combined_real_frr": round(float((u_real | on_real.rejected).float().mean()), 3),
+        "combined_real_frr": round(float(u_real.float().mean()), 3),
     }
 
 
@@ -272,7 +282,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.c2st_real == "train":
         c2st_real = torch.cat(
             [
-                load_dataset(args.data, "train", size, variants=1, augment=aug, seed=args.seed + k)
+                load_dataset(
+                    args.data, "train", size, variants=1, augment=aug, seed=args.seed + k
+                ).images
                 for k, aug in ((20, True), (21, False))
             ]
         )
