@@ -26,6 +26,11 @@ def summary_line(summary: dict[str, float], *, prefix: str, step: int, stage: st
         f"({summary['unsafe_rate']:.0%}), score mean {summary['score_mean']:.2f} "
         f"p95 {summary['score_p95']:.2f}, reasons: {fired}"
     )
+    if "batch_separability" in summary:
+        line += (
+            f", batch test: separability {summary['batch_separability']:.2f}, "
+            f"{summary['batch_reject_rate']:.0%} rejected"
+        )
     if summary.get("errors"):
         line += f", errors {int(summary['errors'])}"
     return line

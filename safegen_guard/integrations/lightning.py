@@ -89,6 +89,16 @@ class SafeGenCallback(Callback):
         verbose: one summary line per check on rank zero (unsafe count and rate, score mean
             and p95, reasons), printed above the progress bar, or logged with
             ``rank_zero_info`` (the ``lightning.pytorch`` logger) when there is none.
+        batch_reference: real images ``[N, C, H, W]`` in ``[0, 1]`` prepared like the
+            generator's training data; when given, every check also runs the batch realism
+            test (:func:`~safegen_guard.adaptive.batch_realism_test`) on the check's finite
+            samples and logs ``batch_separability`` (AUROC of a classifier trained on the
+            batch itself: 0.5 looks real, 1.0 recognisably generated) and
+            ``batch_reject_rate``. Use ``num_samples`` of 64 or more; it costs one small
+            classifier training per check.
+        batch_groups: ``[N]`` slice or subject of each reference image (kept on one side of
+            the test's split; e.g. ``SliceDataset.positions``).
+        batch_steps: classifier steps of the batch test.
 
     Example:
         >>> cb = SafeGenCallback(guard, quarantine_dir="quarantine")  # doctest: +SKIP
@@ -113,6 +123,9 @@ class SafeGenCallback(Callback):
         strict: bool = False,
         prefix: str = "safegen",
         verbose: bool = True,
+        batch_reference: torch.Tensor | None = None,
+        batch_groups: torch.Tensor | None = None,
+        batch_steps: int = 100,
     ) -> None:
         if not isinstance(guard, Guard):
             raise TypeError(f"`guard` must be a safegen_guard.Guard, got {type(guard).__name__}")
@@ -133,6 +146,10 @@ class SafeGenCallback(Callback):
             raise TypeError(f"`verbose` must be a bool, got {type(verbose).__name__}")
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"`prefix` must be a non-empty str, got {prefix!r}")
+        if batch_reference is not None:
+            check_images(batch_reference, name="batch_reference", channels=None)
+        self.batch_reference, self.batch_groups = batch_reference, batch_groups
+        self.batch_steps = check_positive_int(batch_steps, "batch_steps")
         self.guard = guard
         self.every_n_steps = every_n_steps
         self.every_n_epochs = every_n_epochs
@@ -279,8 +296,11 @@ class SafeGenCallback(Callback):
         if gathered is None:
             return
         images, verdict, ranks, total_errors = gathered
+        batch = None
+        if self.batch_reference is not None and images is not None:
+            batch = self._guarded("batch_test", self._batch_test, images, index)
         summary = self._guarded(
-            "metrics", self._log_metrics, pl_module, verdict, stage, total_errors
+            "metrics", self._log_metrics, pl_module, verdict, stage, total_errors, batch
         )
         if summary is None or verdict is None:
             return
@@ -372,11 +392,37 @@ class SafeGenCallback(Callback):
             step=step, rank=rank, source="lightning", extra={"check": index},
         )  # fmt: skip
 
+    def _batch_test(self, images: torch.Tensor, index: int) -> dict[str, float]:
+        """Batch realism test of the check's finite samples (identical on every rank)."""
+        from safegen_guard.adaptive import batch_realism_test
+
+        x = images[torch.isfinite(images).flatten(1).all(1)].float().clamp(0, 1)
+        if len(x) < 2:
+            return {}
+        result = batch_realism_test(
+            x.cpu(),
+            self.batch_reference,
+            groups=self.batch_groups,
+            alpha=self.guard.config.false_reject_rate,
+            steps=self.batch_steps,
+            seed=_mix_seed(self.seed, 0, index) % 2**31,
+        )
+        return {
+            "batch_separability": result.separability,
+            "batch_reject_rate": float(result.rejected.float().mean()),
+        }
+
     def _log_metrics(
-        self, pl_module: pl.LightningModule, verdict: Verdict | None, stage: str, errors: int
+        self,
+        pl_module: pl.LightningModule,
+        verdict: Verdict | None,
+        stage: str,
+        errors: int,
+        batch: dict[str, float] | None = None,
     ) -> dict[str, float]:
         names = ("non_finite", "memorized", *self.guard.detector.view_names)
         summary = {} if verdict is None else summarize(verdict, names)
+        summary.update(batch or {})
         summary["errors"] = float(errors)
         on_step = stage == "train"
         with warnings.catch_warnings():

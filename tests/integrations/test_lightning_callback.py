@@ -355,3 +355,32 @@ def test_score_p95_keeps_moving_while_everything_is_rejected(tiny_guard, tiny_re
     assert [h["unsafe_rate"] for h in cb.history] == [1.0, 1.0, 1.0]
     p95 = [h["score_p95"] for h in cb.history]
     assert p95[0] > p95[1] > p95[2] > -math.log10(tiny_guard.config.false_reject_rate), p95
+
+
+def _bright_discs(pl_module, n, generator):
+    """Bright uniform discs: locally smooth, globally unlike any real slice."""
+    yy, xx = torch.meshgrid(torch.arange(32) - 16, torch.arange(32) - 16, indexing="ij")
+    disc = ((yy**2 + xx**2) < 100).float()[None, None] * 0.9
+    return (disc + 0.02 * torch.randn(n, 1, 32, 32, generator=generator)).clamp(0, 1)
+
+
+def test_batch_realism_test_is_logged(tiny_guard, tiny_real, tmp_path):
+    reference = torch.cat([tiny_real["train"], tiny_real["val"]])
+    cb = SafeGenCallback(
+        tiny_guard,
+        every_n_epochs=1,
+        num_samples=24,
+        sample_fn=_bright_discs,
+        batch_reference=reference,
+        batch_steps=30,
+        strict=True,
+    )
+    trainer = _trainer(tmp_path, [cb], max_epochs=1)
+    trainer.fit(TinyGenerator(), *loaders())
+    assert cb.checks == 1
+    sep = float(trainer.callback_metrics["safegen/batch_separability"])
+    rate = float(trainer.callback_metrics["safegen/batch_reject_rate"])
+    assert sep > 0.9 and rate > 0.5  # a batch of identical discs is recognisably not real
+    assert cb.history[-1]["batch_separability"] == pytest.approx(sep)
+    with pytest.raises(ValueError):
+        SafeGenCallback(tiny_guard, batch_reference=reference + 2.0)  # outside [0, 1]
