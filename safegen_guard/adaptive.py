@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from safegen_guard.calibration import conformal_p_values
+from safegen_guard.calibration import conformal_p_values, min_calibration_size
 from safegen_guard.detector.training import fit_module
 from safegen_guard.validation import check_images, check_probability
 
@@ -182,7 +182,7 @@ def batch_realism_test(
         raise ValueError(f"`calibration_fraction` must be in (0, 1), got {calibration_fraction}")
     cal_rows = _calibration_rows(len(reference), groups, calibration_fraction, seed)
     n_cal = len(cal_rows)
-    need = int(np.ceil(1.0 / alpha - 1e-9)) - 1
+    need = min_calibration_size(alpha)
     if n_cal < need or len(reference) - n_cal < 2:
         raise ValueError(
             f"alpha={alpha} needs >= {need} real calibration images and >= 2 real training "

@@ -54,6 +54,7 @@ __all__ = [
     "foreground_fraction",
     "conformal_p_values",
     "conformal_threshold",
+    "min_calibration_size",
     "tail_significance",
     "Calibrator",
 ]
@@ -95,6 +96,20 @@ def conformal_p_values(reference: torch.Tensor, scores: torch.Tensor) -> torch.T
     return (1.0 + ge.to(torch.float64)) / (reference.numel() + 1.0)
 
 
+def min_calibration_size(alpha: float) -> int:
+    """Fewest real calibration images with which a conformal test at ``alpha`` can reject.
+
+    A p-value ``(1 + #{reference >= score}) / (n + 1)`` can reach ``alpha`` only when
+    ``floor(alpha (n + 1)) >= 1``, i.e. ``n >= 1 / alpha - 1`` (with a tolerance for
+    floating-point ``1 / alpha``).
+
+    Example:
+        >>> min_calibration_size(0.05), min_calibration_size(0.01)
+        (19, 99)
+    """
+    return math.ceil(1.0 / alpha - 1e-9) - 1
+
+
 def conformal_threshold(reference: torch.Tensor, alpha: float) -> float:
     """The statistic threshold ``t*`` with ``score > t*  <=>  p-value <= alpha``.
 
@@ -117,7 +132,7 @@ def conformal_threshold(reference: torch.Tensor, alpha: float) -> float:
     n = reference.numel()
     k = math.floor(alpha * (n + 1) + 1e-9)
     if k < 1:
-        need = math.ceil(1 / alpha) - 1
+        need = min_calibration_size(alpha)
         raise ValueError(
             f"a false-reject rate of {alpha} needs at least {need} real calibration images, got {n}"
         )

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from safegen_guard.calibration import conformal_p_values, conformal_threshold
+from safegen_guard.calibration import (
+    conformal_p_values,
+    conformal_threshold,
+    min_calibration_size,
+)
 from safegen_guard.errors import CheckpointError
 from safegen_guard.memorization.align import AlignmentSearch, aligned_ncc
 from safegen_guard.memorization.encoder import CopyEncoder, EncoderConfig, train_encoder
@@ -219,7 +222,7 @@ class MemorizationIndex(nn.Module):
         held_x, _ = resolve_images(
             heldout, "val", size, variants=config.heldout_variants, seed=config.seed + 1
         )
-        need = math.ceil(1.0 / config.alpha - 1e-9) - 1
+        need = min_calibration_size(config.alpha)
         if len(held_x) < need:
             raise ValueError(
                 f"alpha={config.alpha} needs at least {need} held-out real images, got "
