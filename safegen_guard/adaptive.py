@@ -209,9 +209,9 @@ def batch_realism_test(
         progress=progress,
         description="batch realism test",
     )
-    with torch.no_grad():
-        s_cal = torch.sigmoid(torch.cat([net(b) for b in cal.split(256)]))
-        s_gen = torch.sigmoid(torch.cat([net(b) for b in gen.split(256)]))
+    with torch.no_grad():  # eval mode: each image's score is independent of its batch
+        scores = torch.sigmoid(torch.cat([net(b) for b in mixed.split(256)]))
+    s_cal, s_gen = scores[:n_cal], scores[n_cal:]
     p = conformal_p_values(s_cal.double(), s_gen.double())
     y = np.r_[np.zeros(len(s_cal)), np.ones(len(s_gen))]
     sep = float(roc_auc_score(y, torch.cat([s_cal, s_gen]).numpy()))

@@ -237,8 +237,7 @@ def insertion_deletion(
     n = n_eligible if n_pixels is None else torch.minimum(n_pixels.double(), n_eligible)
     batch = [images, substrate]
     for t in np.linspace(0.0, 1.0, steps + 1).tolist():  # Python floats: no numpy operands
-        limit = torch.as_tensor(n * t).round()[:, None, None, None]
-        moved = torch.as_tensor(rank < limit) & torch.as_tensor(region)
+        moved = (rank < (n * t).round()[:, None, None, None]) & region
         batch += [torch.where(moved, images, substrate), torch.where(moved, substrate, images)]
     scores = score_fn(torch.cat(batch)).double().view(len(batch), b)
     s_img, s_sub = scores[0], scores[1]
