@@ -225,9 +225,25 @@ def realism_markdown(results: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _draws(
+    data: str, split: str, size: int, variants: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, positions)`` of real slices of ``split``, half augmented, half plain.
+
+    ``variants`` augmented draws of every slice (seed ``seed``), then ``variants`` plain
+    acquisition draws (seed ``seed + 1``).
+    """
+    from safegen_guard.data import load_dataset
+
+    parts = [
+        load_dataset(data, split, size, variants=variants, augment=aug, seed=seed + k)
+        for k, aug in ((0, True), (1, False))
+    ]
+    return torch.cat([p.images for p in parts]), torch.cat([p.positions for p in parts])
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Command line (see the module docstring)."""
-    from safegen_guard.data import load_dataset
     from safegen_guard.viz import overlay_grid, save_png
 
     p = argparse.ArgumentParser(
@@ -263,31 +279,12 @@ def main(argv: list[str] | None = None) -> dict:
     guard = Guard.load(args.guard)
     size = guard.config.image_size
     half = max(1, args.real_variants // 2)
-    real = torch.cat(
-        [
-            load_dataset(
-                args.data, "test", size, variants=half, augment=True, seed=args.seed + 2
-            ).images,
-            load_dataset(args.data, "test", size, variants=half, seed=args.seed + 3).images,
-        ]
-    )
+    real, _ = _draws(args.data, "test", size, half, args.seed + 2)
     reference = groups = c2st_real = None
     if args.batch_test:
-        parts = [
-            load_dataset(args.data, "train", size, variants=half, augment=aug, seed=args.seed + k)
-            for k, aug in ((10, True), (11, False))
-        ]
-        reference = torch.cat([p.images for p in parts])
-        groups = torch.cat([p.positions for p in parts])
+        reference, groups = _draws(args.data, "train", size, half, args.seed + 10)
     if args.c2st_real == "train":
-        c2st_real = torch.cat(
-            [
-                load_dataset(
-                    args.data, "train", size, variants=1, augment=aug, seed=args.seed + k
-                ).images
-                for k, aug in ((20, True), (21, False))
-            ]
-        )
+        c2st_real, _ = _draws(args.data, "train", size, 1, args.seed + 20)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
