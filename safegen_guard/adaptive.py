@@ -130,7 +130,7 @@ def batch_realism_test(
     groups: torch.Tensor | None = None,
     alpha: float = 0.05,
     calibration_fraction: float = 0.5,
-    steps: int = 300,
+    steps: int = 100,
     batch_size: int = 64,
     learning_rate: float = 2e-3,
     width: int = 16,

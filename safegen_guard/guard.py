@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ class Guard(nn.Module):
     Build one with :meth:`fit` (trains on real images only) or :meth:`load`.
 
     Example:
-        >>> guard = Guard.fit("mni152", GuardConfig.profile("quick"))  # doctest: +SKIP
+        >>> guard = Guard.fit("mni152")  # quick profile, MRI views  # doctest: +SKIP
         >>> verdict = guard.evaluate(images)  # [B, 1, 64, 64] in [0, 1]  # doctest: +SKIP
         >>> verdict.unsafe, verdict.p_value, verdict.mask  # doctest: +SKIP
     """
@@ -154,12 +155,24 @@ class Guard(nn.Module):
         Returns:
             A fitted guard in eval mode.
         """
+        from safegen_guard.data import dataset_modality
+        from safegen_guard.detector.registry import default_views
         from safegen_guard.guard_fit import load_fit_data
 
+        modality = dataset_modality(real_data)
         if config is None:
-            from safegen_guard.data import dataset_modality
-
-            config = GuardConfig.profile("quick", modality=dataset_modality(real_data))
+            config = GuardConfig.profile("quick", modality=modality)
+        elif (
+            config.modality is None and modality is not None and config.views == default_views(None)
+        ):
+            warnings.warn(
+                f"{real_data!r} is {modality.upper()} data but the config has modality=None, so "
+                f"the guard uses the views chosen for unknown data {list(config.views)}; pass "
+                f"GuardConfig(..., modality={modality!r}) for the views chosen for "
+                f"{modality.upper()}",
+                UserWarning,
+                stacklevel=2,
+            )
         train, cal, fingerprint = load_fit_data(real_data, calibration_data, config)
         guard = cls(config, data_fingerprint=fingerprint)
         log.info("training the autoencoder on %d real images", len(train))

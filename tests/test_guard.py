@@ -158,3 +158,38 @@ def test_severity_ranks_rejects_beyond_the_calibration_range(tiny_guard, tiny_re
     assert bool(both_floor.any())  # the p-value cannot tell these apart ...
     assert bool((v_far.score[both_floor] != v_mid.score[both_floor]).all())  # ... the score can
     assert len(set(v_far.score.tolist())) == len(x)  # no ties among clear rejects
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop(*args, **kwargs):
+    raise _Stop
+
+
+def test_fit_warns_when_a_named_modality_meets_a_config_without_one(monkeypatch):
+    # `GuardConfig.profile("quick")` resolves its views for unknown data (the union); fitting
+    # it on a named MRI data set must say so instead of silently using the union.
+    import safegen_guard.guard_fit as guard_fit
+
+    monkeypatch.setattr(guard_fit, "load_fit_data", _stop)
+    with pytest.warns(UserWarning, match="modality='mri'"), pytest.raises(_Stop):
+        Guard.fit("mni152", GuardConfig.profile("tiny"))
+    with pytest.warns(UserWarning, match="modality='ct'"), pytest.raises(_Stop):
+        Guard.fit("ct_phantom", GuardConfig.profile("tiny"))
+
+
+def test_fit_stays_quiet_when_the_modality_is_known(monkeypatch, recwarn):
+    import safegen_guard.guard_fit as guard_fit
+
+    monkeypatch.setattr(guard_fit, "load_fit_data", _stop)
+    with pytest.raises(_Stop):
+        Guard.fit("mni152", GuardConfig.profile("tiny", modality="mri"))
+    with pytest.raises(_Stop):
+        Guard.fit(torch.rand(4, 1, 32, 32), GuardConfig.profile("tiny"))
+    with pytest.raises(_Stop):
+        Guard.fit("mni152")
+    with pytest.raises(_Stop):  # views named explicitly: the user chose them
+        Guard.fit("mni152", GuardConfig.profile("tiny", views=("texture",)))
+    assert not [w for w in recwarn if "modality" in str(w.message)]
