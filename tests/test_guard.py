@@ -168,22 +168,24 @@ def _stop(*args, **kwargs):
     raise _Stop
 
 
-def test_fit_warns_when_a_named_modality_meets_a_config_without_one(monkeypatch):
-    # `GuardConfig.profile("quick")` resolves its views for unknown data (the union); fitting
-    # it on a named MRI data set must say so instead of silently using the union.
+@pytest.fixture
+def no_training(monkeypatch):
+    """``Guard.fit`` stops with ``_Stop`` right after its config checks (nothing is trained)."""
     import safegen_guard.guard_fit as guard_fit
 
     monkeypatch.setattr(guard_fit, "load_fit_data", _stop)
+
+
+def test_fit_warns_when_a_named_modality_meets_a_config_without_one(no_training):
+    # `GuardConfig.profile("quick")` resolves its views for unknown data (the union); fitting
+    # it on a named MRI data set must say so instead of silently using the union.
     with pytest.warns(UserWarning, match="modality='mri'"), pytest.raises(_Stop):
         Guard.fit("mni152", GuardConfig.profile("tiny"))
     with pytest.warns(UserWarning, match="modality='ct'"), pytest.raises(_Stop):
         Guard.fit("ct_phantom", GuardConfig.profile("tiny"))
 
 
-def test_fit_stays_quiet_when_the_modality_is_known(monkeypatch, recwarn):
-    import safegen_guard.guard_fit as guard_fit
-
-    monkeypatch.setattr(guard_fit, "load_fit_data", _stop)
+def test_fit_stays_quiet_when_the_modality_is_known(no_training, recwarn):
     with pytest.raises(_Stop):
         Guard.fit("mni152", GuardConfig.profile("tiny", modality="mri"))
     with pytest.raises(_Stop):
