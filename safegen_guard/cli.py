@@ -207,9 +207,9 @@ def _fit(args: argparse.Namespace) -> int:
     if args.steps:
         overrides["max_steps"] = args.steps
     config = GuardConfig.profile(args.profile, **overrides)
-    train, cal, _ = load_fit_data(args.data, None, config)
+    train, cal, groups, _ = load_fit_data(args.data, None, config)
     print(f"training on {len(train)} real images, calibrating on {len(cal)}", flush=True)
-    guard = Guard.fit(train, config, calibration_data=cal)
+    guard = Guard.fit(train, config, calibration_data=cal, calibration_groups=groups)
     explainer = "none (--no-explainer)"
     if not args.no_explainer:
         from safegen_guard.explain import fit_explainer
@@ -371,7 +371,7 @@ def _info(args: argparse.Namespace) -> int:
         f"{guard.data_fingerprint or 'none'})",
         f"images       {cfg.image_size}x{cfg.image_size}, {cfg.channels} channel(s)",
         f"calibration  {len(cal.cal_fused)} real reference images in {cal.n_bins} bin(s) "
-        "by foreground fraction",
+        f"by foreground fraction, {cal.n_groups} preparation group(s)",
         f"thresholds   unsafe if p <= {cal.alpha:g} (false-reject rate); fused statistic "
         f"> [{thresholds}] per bin; pixel tau {float(cal.tau):.3g}",
         f"views        {', '.join(guard.detector.view_names)} (modality "

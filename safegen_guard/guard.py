@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from safegen_guard import checkpoint
-from safegen_guard.calibration import Calibrator, foreground_fraction
+from safegen_guard.calibration import Calibrator, check_groups, foreground_fraction
 from safegen_guard.config import GuardConfig
 from safegen_guard.data.dataset import SliceDataset
 from safegen_guard.detector.autoencoder import AutoencoderConfig
@@ -140,6 +140,7 @@ class Guard(nn.Module):
         config: GuardConfig | None = None,
         *,
         calibration_data: SliceDataset | torch.Tensor | None = None,
+        calibration_groups: torch.Tensor | None = None,
     ) -> Guard:
         """Train the detector on real images and calibrate it on held-out real images.
 
@@ -151,6 +152,11 @@ class Guard(nn.Module):
                 named dataset (so its default views).
             calibration_data: Real held-out images for calibration. Required when
                 ``real_data`` is a tensor or dataset (never taken from the training images).
+            calibration_groups: ``[M]`` integer label per calibration image of the valid
+                preparation that produced it (scanner, site, resampling pipeline, ...): the
+                false-reject rate then holds within every group, not only on their mixture
+                (:class:`~safegen_guard.calibration.Calibrator`, step 3a). Default: a named
+                data set's augmented and plain draws are two groups; tensors are one group.
 
         Returns:
             A fitted guard in eval mode.
@@ -173,7 +179,9 @@ class Guard(nn.Module):
                 UserWarning,
                 stacklevel=2,
             )
-        train, cal, fingerprint = load_fit_data(real_data, calibration_data, config)
+        train, cal, groups, fingerprint = load_fit_data(
+            real_data, calibration_data, config, calibration_groups
+        )
         guard = cls(config, data_fingerprint=fingerprint)
         log.info("training the autoencoder on %d real images", len(train))
         train_autoencoder(
@@ -200,11 +208,16 @@ class Guard(nn.Module):
                 accelerator=config.accelerator,
                 progress=config.progress,
             )
-        guard.calibrate(cal, training=train)
+        guard.calibrate(cal, training=train, groups=groups)
         return guard
 
     @torch.no_grad()
-    def calibrate(self, calibration: torch.Tensor, training: torch.Tensor | None = None) -> Guard:
+    def calibrate(
+        self,
+        calibration: torch.Tensor,
+        training: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
+    ) -> Guard:
         """Calibrate on real held-out images (never the training images).
 
         ``calibration`` is split deterministically in two halves (even/odd positions). Half A
@@ -218,6 +231,13 @@ class Guard(nn.Module):
         Args:
             calibration: ``[M, C, S, S]`` real images in ``[0, 1]``, not used for training.
             training: ``[N, C, S, S]`` real training images for memory banks (default: half A).
+            groups: ``[M]`` integer preparation group per calibration image (default one
+                group); the false-reject rate holds within each group.
+
+        Raises:
+            ValueError: images of the wrong shape, groups of the wrong length, or too few
+                half-B images of some group for the requested false-reject rate.
+            TypeError: non-integer groups.
         """
         self.eval()
         check_images(
@@ -226,12 +246,13 @@ class Guard(nn.Module):
             channels=self.config.channels,
             size=self.config.image_size,
         )
+        groups = check_groups(groups, len(calibration), "groups")
         half_a, half_b = calibration[0::2], calibration[1::2]
         self.detector.fit_views(half_a, training)
         stats_a, _, fg_a = self._score_chunks(half_a)
         stats_b, maps_b, fg_b = self._score_chunks(half_b)
         cond_a, cond_b = foreground_fraction(fg_a), foreground_fraction(fg_b)
-        self.calibrator.fit_images(stats_a, stats_b, cond_a, cond_b)
+        self.calibrator.fit_images(stats_a, stats_b, cond_a, cond_b, groups[1::2])
         self.calibrator.fit_pixels(maps_b, fg_b, seed=self.config.seed)
         self._fingerprint = ""
         return self
@@ -404,6 +425,10 @@ class Guard(nn.Module):
             mem = self.memorization.config_dict() if self.memorization is not None else None
             h.update(json.dumps(mem, sort_keys=True, default=str).encode())
             for k, v in sorted(self.state_dict().items()):
+                if k == "calibrator.cal_group" and v.unique().numel() <= 1:
+                    # one preparation group decides like no groups (format 4.0 guards had
+                    # none): leaving it out keeps their fingerprints
+                    continue
                 h.update(k.encode())
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
             self._fingerprint = h.hexdigest()[:16]

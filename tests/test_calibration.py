@@ -10,6 +10,7 @@ import torch
 
 from safegen_guard.calibration import (
     Calibrator,
+    check_groups,
     conformal_p_values,
     conformal_threshold,
     tail_significance,
@@ -296,3 +297,79 @@ def test_mondrian_merges_bins_that_are_too_small():
     assert cal.n_bins == 1
     with pytest.raises(ValueError, match="`n_bins` must be a positive int, got 0"):
         Calibrator(VIEWS, 0.05, 0.01, n_bins=0)
+
+
+# ------------------------------------------------------------------- preparation groups
+def _grouped_stats(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real statistics of two valid preparations; group 1 scores higher (like augmented CT)."""
+    g = _gen(seed)
+    groups = (torch.rand(n, generator=g) < 0.5).long()
+    return torch.randn(n, 3, generator=g) + 1.5 * groups[:, None], groups
+
+
+def test_groups_hold_the_rate_within_each_preparation():
+    (sa, _), (sb, gb) = _grouped_stats(1200, 0), _grouped_stats(1200, 1)
+    test, gt = _grouped_stats(8000, 2)
+    zeros_a, zeros_b = torch.zeros(len(sa)), torch.zeros(len(sb))
+    grouped, mixed = Calibrator(VIEWS, 0.05, 0.01), Calibrator(VIEWS, 0.05, 0.01)
+    grouped.fit_images(sa, sb, zeros_a, zeros_b, gb)
+    mixed.fit_images(sa, sb, zeros_a, zeros_b)
+    assert grouped.n_groups == 2 and mixed.n_groups == 1
+    unsafe = {
+        name: c.decide(test, torch.zeros(len(test)))["unsafe"].float()
+        for name, c in (("grouped", grouped), ("mixed", mixed))
+    }
+    # the mixture's single threshold over-rejects the higher-scoring preparation
+    assert float(unsafe["mixed"][gt == 1].mean()) > 0.075
+    # per group: sd of a 5 % rate over 4000 images is 0.35 points, ~600 calibration images
+    # per group add about 1 point
+    for g in (0, 1):
+        assert float(unsafe["grouped"][gt == g].mean()) <= 0.05 + 0.025, g
+    assert float(unsafe["grouped"][gt == 1].mean()) == pytest.approx(0.05, abs=0.025)
+
+
+def test_groups_p_value_threshold_and_severity_agree():
+    (sa, _), (sb, gb) = _grouped_stats(400, 3), _grouped_stats(400, 4)
+    cal = Calibrator(VIEWS, 0.1, 0.01)
+    cal.fit_images(sa, sb, torch.zeros(len(sa)), torch.zeros(len(sb)), gb)
+    stats = torch.randn(300, 3, generator=_gen(5)) * 2 + 1
+    d = cal.decide(stats, torch.zeros(len(stats)))
+    per_group = [conformal_p_values(cal.cal_fused[cal.cal_group == g], d["fused"]) for g in (0, 1)]
+    torch.testing.assert_close(d["p_value"], torch.maximum(*per_group))
+    t = max(conformal_threshold(cal.cal_fused[cal.cal_group == g], 0.1) for g in (0, 1))
+    assert float(cal.thresholds()[0]) == pytest.approx(t)
+    assert torch.equal(d["unsafe"], d["fused"] > t)
+    assert torch.equal(d["unsafe"], d["p_value"] <= 0.1)
+    assert torch.equal(d["severity"] > -math.log10(0.1) + 1e-9, d["unsafe"])
+    order = d["fused"].argsort()
+    assert bool((d["severity"][order].diff() >= -1e-12).all())  # monotone in the statistic
+    assert d["unsafe"].any() and (~d["unsafe"]).any()
+
+
+def test_groups_need_enough_images_each_and_valid_labels():
+    g = _gen(6)
+    a, b = torch.randn(60, 3, generator=g), torch.randn(60, 3, generator=g)
+    groups = torch.zeros(60, dtype=torch.long)
+    groups[:10] = 1  # 10 images of group 1 cannot reject at 5 %
+    cal = Calibrator(VIEWS, 0.05, 0.01)
+    with pytest.raises(ValueError, match="needs at least 19 real calibration images, got 10"):
+        cal.fit_images(a, b, _zeros(a), _zeros(b), groups)
+    with pytest.raises(TypeError, match="integer group labels, got dtype torch.float32"):
+        check_groups(torch.zeros(4), 4)
+    with pytest.raises(
+        ValueError, match=r"must have shape \(5,\), one label per image, got \(4,\)"
+    ):
+        check_groups([0, 1, 0, 1], 5)
+    assert torch.equal(check_groups(None, 3), torch.zeros(3, dtype=torch.long))
+
+
+def test_state_dict_without_groups_loads_as_one_group():
+    """A format 4.0 guard (no ``cal_group`` buffer) decides exactly as before."""
+    cal = _fitted(n_b=39)
+    old = {k: v for k, v in cal.state_dict().items() if k != "cal_group"}
+    fresh = Calibrator(VIEWS, 0.1, 0.05)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.cal_group, torch.zeros(39, dtype=torch.long))
+    stats = torch.randn(6, 3, generator=_gen(7)) * 3
+    for key, value in cal.decide(stats, _zeros(stats)).items():
+        assert torch.equal(fresh.decide(stats, _zeros(stats))[key], value), key

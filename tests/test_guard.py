@@ -195,3 +195,22 @@ def test_fit_stays_quiet_when_the_modality_is_known(no_training, recwarn):
     with pytest.raises(_Stop):  # views named explicitly: the user chose them
         Guard.fit("mni152", GuardConfig.profile("tiny", views=("texture",)))
     assert not [w for w in recwarn if "modality" in str(w.message)]
+
+
+def test_calibration_groups_survive_save_and_load(tiny_guard, tiny_real, tmp_path):
+    from safegen_guard import Guard
+
+    val = tiny_real["val"]
+    groups = torch.arange(len(val)) % 8 < 4  # draws 0-3 of each slice vs draws 4-7
+    guard = Guard.load(tiny_guard.save(tmp_path / "src"))  # a copy the test may recalibrate
+    guard.calibrate(val, training=tiny_real["train"], groups=groups.long())
+    assert guard.calibrator.n_groups == 2
+    assert torch.equal(guard.calibrator.cal_group, groups.long()[1::2])
+    assert guard.fingerprint != tiny_guard.fingerprint  # groups decide, so they are covered
+    loaded = Guard.load(guard.save(tmp_path / "g"))
+    assert torch.equal(loaded.calibrator.cal_group, guard.calibrator.cal_group)
+    x = tiny_real["test"][:16]
+    a, b = guard.evaluate(x), loaded.evaluate(x)
+    assert torch.equal(a.p_value, b.p_value) and torch.equal(a.unsafe, b.unsafe)
+    with pytest.raises(TypeError, match="integer group labels"):
+        guard.calibrate(val, groups=groups.float())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,17 +76,23 @@ def calibration_scores(guard: torch.nn.Module) -> list[float]:
     """Scores (``-log10 p``) of the guard's own conformal reference images.
 
     Each reference image gets the p-value a new image with its fused statistic would get
-    against the other reference images of its bin, so the list is the distribution that a
-    real image's ``score`` follows: the baseline the report draws scores against.
+    against the other reference images of its bin (the largest over the bin's preparation
+    groups, as in the calibrator), so the list is the distribution that a real image's
+    ``score`` follows: the baseline the report draws scores against.
     """
     from safegen_guard.calibration import conformal_p_values
 
     cal = guard.calibrator
+    fused, n = cal.cal_fused, len(cal.cal_fused)
     out: list[float] = []
     for b in range(cal.n_bins):
-        ref = cal.cal_fused[cal.cal_bin == b]
-        for i in range(len(ref)):
-            others = torch.cat([ref[:i], ref[i + 1 :]])
-            p = conformal_p_values(others, ref[i : i + 1])
-            out.append(float(-torch.log10(p.clamp_min(1e-12))[0]))
+        cells = [(cal.cal_bin == b) & (cal.cal_group == g) for g in cal.cal_group.unique()]
+        for i in torch.nonzero(cal.cal_bin == b).flatten().tolist():
+            others = torch.arange(n) != i
+            p = max(
+                float(conformal_p_values(fused[cell & others], fused[i : i + 1])[0])
+                for cell in cells
+                if bool((cell & others).any())
+            )
+            out.append(-math.log10(max(p, 1e-12)))
     return out
