@@ -26,7 +26,7 @@ training per batch (seconds on a GPU, tens of seconds on 2 CPU cores at 32-64 px
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -36,9 +36,13 @@ from torch import nn
 
 from safegen_guard.calibration import conformal_p_values, min_calibration_size
 from safegen_guard.detector.training import fit_module
-from safegen_guard.validation import check_images, check_probability
+from safegen_guard.validation import check_images, check_positive_int, check_probability
+from safegen_guard.verdict import Verdict
 
-__all__ = ["SmallCNN", "BatchTestResult", "batch_realism_test"]
+__all__ = ["SmallCNN", "BatchTestResult", "BatchCheck", "batch_realism_test", "add_batch_test"]
+
+BATCH_REASON = "batch_realism"
+"""Reason (and ``view_scores`` / ``view_p_values`` key) of a sample the batch test rejected."""
 
 
 class SmallCNN(nn.Module):
@@ -223,3 +227,88 @@ def batch_realism_test(
         alpha=alpha,
         n_calibration=n_cal,
     )
+
+
+@dataclass(frozen=True)
+class BatchCheck:
+    """What a sampling policy needs to run :func:`batch_realism_test` on every round.
+
+    Args:
+        reference: ``[N, C, H, W]`` real images in ``[0, 1]`` prepared like the generator's
+            training data (at the guard's size), e.g. several acquisition draws of the real
+            slices: ``load_dataset("mni152", "val", 64, variants=8).images``.
+        groups: ``[N]`` slice or subject of each reference image (``SliceDataset.positions``);
+            see :func:`batch_realism_test`.
+        steps: Classifier steps per round.
+        min_batch: Rounds with fewer finite samples skip the test (it has no power on a
+            handful of images; the guard's per-image verdict still applies).
+        seed: Seed of the test (the round index is mixed in).
+
+    Raises:
+        TypeError, ValueError: invalid reference images, ``steps`` or ``min_batch``.
+    """
+
+    reference: torch.Tensor
+    groups: torch.Tensor | None = None
+    steps: int = 100
+    min_batch: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_images(self.reference, name="reference", channels=None)
+        check_positive_int(self.steps, "steps")
+        check_positive_int(self.min_batch, "min_batch")
+        if self.min_batch < 2:
+            raise ValueError(f"`min_batch` must be >= 2, got {self.min_batch}")
+
+
+def add_batch_test(
+    verdict: Verdict, x: torch.Tensor, check: BatchCheck, alpha: float, round_index: int = 0
+) -> tuple[Verdict, BatchTestResult | None]:
+    """Run the batch realism test on a judged batch and add its evidence to the verdict.
+
+    A sample the test rejects (``p <= alpha``) becomes ``unsafe`` with the reason
+    ``"batch_realism"``; ``view_scores["batch_realism"]`` holds the classifier's score and
+    ``view_p_values["batch_realism"]`` the test's p-value (1.0 and 0.0 for images not tested:
+    non-finite ones, or every image of a batch smaller than ``check.min_batch``). ``score``
+    and ``p_value`` stay the guard's per-image realism evidence, as with ``memorized``.
+
+    For real images the guard and the test each reject at most ``alpha``, so together at
+    most ``2 alpha``; halve ``alpha`` of both to keep ``alpha`` overall.
+
+    Args:
+        verdict: The guard's verdict of ``x`` (``B`` images).
+        x: ``[B, C, H, W]`` the judged images.
+        check: The reference images and settings.
+        alpha: Level of the test.
+        round_index: Mixed into the seed, so rounds get different splits.
+
+    Returns:
+        ``(new verdict, test result or None when skipped)``; the input is not modified.
+    """
+    b = len(verdict)
+    finite = torch.isfinite(x.detach()).flatten(1).all(1).cpu()
+    p = torch.ones(b, dtype=torch.float64)
+    score = torch.zeros(b)
+    result = None
+    if int(finite.sum()) >= check.min_batch:
+        gen = x.detach()[finite].float().cpu().clamp(0, 1)
+        result = batch_realism_test(
+            gen,
+            check.reference,
+            groups=check.groups,
+            alpha=alpha,
+            steps=check.steps,
+            seed=(check.seed * 1_000_003 + round_index) % 2**31,
+        )
+        p[finite], score[finite] = result.p_value, result.score.float()
+    rejected = p <= alpha
+    reasons = [r + (BATCH_REASON,) if bool(j) else r for r, j in zip(verdict.reasons, rejected)]
+    new = replace(
+        verdict,
+        unsafe=verdict.unsafe | rejected,
+        reasons=reasons,
+        view_scores={**verdict.view_scores, BATCH_REASON: score},
+        view_p_values={**verdict.view_p_values, BATCH_REASON: p},
+    )
+    return new, result

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from safegen_guard.adaptive import BatchCheck, add_batch_test
 from safegen_guard.integrations.audit import AuditLog
 from safegen_guard.validation import check_choice, check_positive_int
 from safegen_guard.verdict import Verdict
@@ -108,9 +109,16 @@ class SamplingPolicy:
         explain: forwarded to ``guard.evaluate`` (needs an attached explainer).
         audit_log: path of an append-only JSONL audit log (one line per sampled image).
         source: the ``source`` written in the audit log (who produced the images).
+        batch_check: also run the batch realism test
+            (:func:`~safegen_guard.adaptive.add_batch_test`) on every round at the guard's
+            level: samples that a classifier trained on the round itself tells from real
+            scans become unsafe (reason ``"batch_realism"``). It catches samples that pass
+            every per-image check and are still recognisably fake as a group; it needs
+            rounds of a few dozen images and costs one small training per round.
 
     Raises:
-        TypeError: ``guard`` has no ``evaluate`` method, or ``explain`` is not a bool/tuple.
+        TypeError: ``guard`` has no ``evaluate`` method, ``explain`` is not a bool/tuple, or
+            ``batch_check`` is not a :class:`~safegen_guard.adaptive.BatchCheck`.
         ValueError: unknown ``policy``, ``max_rounds < 1``, or ``explain`` requested from a
             guard without an explainer.
 
@@ -129,8 +137,14 @@ class SamplingPolicy:
         explain: bool | tuple[str, ...] = False,
         audit_log: str | os.PathLike | None = None,
         source: str = "sampler",
+        batch_check: BatchCheck | None = None,
     ) -> None:
         self.check_inputs(guard, policy, max_rounds, explain, audit_log)
+        if batch_check is not None and not isinstance(batch_check, BatchCheck):
+            raise TypeError(
+                f"`batch_check` must be a BatchCheck or None, got {type(batch_check).__name__}"
+            )
+        self.batch_check = batch_check
         self.guard = guard
         self.policy = policy
         self.max_rounds = max_rounds
@@ -227,6 +241,10 @@ class SamplingPolicy:
         x = images_to_tensor(sample_fn(n))
         self._check_image_shape(x)
         verdict = self.guard.evaluate(x, explain=self.explain)
+        if self.batch_check is not None:
+            verdict, _ = add_batch_test(
+                verdict, x, self.batch_check, verdict.threshold, round_index=round_idx
+            )
         if self.audit is not None:
             kept = self._returnable(verdict)
             extra = [{"attempt": round_idx, "policy": self.policy, "kept": bool(k)} for k in kept]
@@ -272,6 +290,7 @@ def guarded_sample(
     max_rounds: int = 4,
     explain: bool | tuple[str, ...] = False,
     audit_log: str | os.PathLike | None = None,
+    batch_check: BatchCheck | None = None,
 ) -> SamplingResult:
     """Run the policy over a plain PyTorch sampler.
 
@@ -284,6 +303,8 @@ def guarded_sample(
         max_rounds: sampling rounds allowed by ``"resample"``.
         explain: forwarded to ``guard.evaluate``.
         audit_log: JSONL audit log path.
+        batch_check: also run the batch realism test on every round (see
+            :class:`SamplingPolicy`).
 
     Returns:
         A :class:`SamplingResult`.
@@ -297,7 +318,12 @@ def guarded_sample(
     if not callable(sampler):
         raise TypeError(f"`sampler` must be a callable, got {type(sampler).__name__}")
     runner = SamplingPolicy(
-        guard, policy, max_rounds=max_rounds, explain=explain, audit_log=audit_log
+        guard,
+        policy,
+        max_rounds=max_rounds,
+        explain=explain,
+        audit_log=audit_log,
+        batch_check=batch_check,
     )
     return runner.run(lambda n: sampler(num_images if n is None else n))
 

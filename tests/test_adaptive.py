@@ -76,3 +76,49 @@ def test_validation_errors():
 
 def test_small_cnn_shapes():
     assert SmallCNN(1, 4)(torch.rand(3, 1, S, S)).shape == (3,)
+
+
+# ------------------------------------------------------------ the batch test in a verdict
+def _accept_all(x: torch.Tensor):
+    from safegen_guard.verdict import Verdict
+
+    p = torch.full((len(x),), 0.5, dtype=torch.float64)
+    return Verdict(
+        score=-p.log10(),
+        p_value=p,
+        unsafe=torch.zeros(len(x), dtype=torch.bool),
+        anomaly_map=torch.zeros(len(x), 1, S, S),
+        mask=torch.zeros(len(x), 1, S, S, dtype=torch.bool),
+        reasons=[() for _ in range(len(x))],
+    )
+
+
+def test_add_batch_test_marks_recognisable_fakes_and_keeps_realism_evidence():
+    from safegen_guard.adaptive import BatchCheck, add_batch_test
+
+    generated = _discs(40, 1, radius=7.0, level=0.9)
+    generated[3] = float("nan")  # never tested, stays as the guard judged it
+    verdict = _accept_all(generated)
+    check = BatchCheck(_discs(120, 0), steps=40, min_batch=8)
+    new, result = add_batch_test(verdict, generated, check, alpha=0.05)
+    assert result is not None and len(result.p_value) == 39
+    fired = torch.tensor(["batch_realism" in r for r in new.reasons])
+    assert torch.equal(fired, new.unsafe) and float(fired.float().mean()) >= 0.85
+    assert not bool(fired[3]) and float(new.view_p_values["batch_realism"][3]) == 1.0
+    assert bool((new.view_p_values["batch_realism"][fired] <= 0.05).all())
+    assert torch.equal(new.p_value, verdict.p_value) and torch.equal(new.score, verdict.score)
+    assert not verdict.unsafe.any()  # the input verdict is not modified
+
+
+def test_add_batch_test_skips_small_batches_and_validates():
+    from safegen_guard.adaptive import BatchCheck, add_batch_test
+
+    generated = _discs(6, 1, radius=7.0, level=0.9)
+    check = BatchCheck(_discs(120, 0), steps=5, min_batch=8)
+    new, result = add_batch_test(_accept_all(generated), generated, check, alpha=0.05)
+    assert result is None and not new.unsafe.any()
+    assert torch.equal(new.view_p_values["batch_realism"], torch.ones(6, dtype=torch.float64))
+    with pytest.raises(ValueError, match="`min_batch` must be >= 2, got 1"):
+        BatchCheck(_discs(120, 0), min_batch=1)
+    with pytest.raises(ValueError, match="`steps` must be a positive int"):
+        BatchCheck(_discs(120, 0), steps=0)

@@ -174,3 +174,44 @@ def test_policy_runs_with_diffusers_import_blocked(tiny_guard, tiny_real, tmp_pa
     assert out["attempts"] == out["drawn"] >= 4
     assert out["rejected_unsafe"] and out["kept"] + out["num_rejected"] == out["drawn"]
     assert out["kept"] == 4 or out["exhausted"]
+
+
+class _AcceptAll16:
+    """Accepts every 16 px image: only the batch test can reject."""
+
+    config = SimpleNamespace(image_size=16, channels=1)
+    fingerprint, explainer = "accept-all-double", None
+
+    def evaluate(self, x: torch.Tensor, explain=False):
+        from safegen_guard.verdict import Verdict
+
+        p = torch.full((len(x),), 0.5, dtype=torch.float64)
+        return Verdict(
+            score=-p.log10(),
+            p_value=p,
+            unsafe=torch.zeros(len(x), dtype=torch.bool),
+            anomaly_map=torch.zeros_like(x),
+            mask=torch.zeros_like(x, dtype=torch.bool),
+            reasons=[() for _ in range(len(x))],
+        )
+
+
+def _discs16(n: int, seed: int, radius: float, level: float) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(16) - 8.0, torch.arange(16) - 8.0, indexing="ij")
+    base = level * (torch.sqrt(yy**2 + xx**2) < radius).float()
+    return (base[None, None] + 0.05 * torch.randn(n, 1, 16, 16, generator=g)).clamp(0, 1)
+
+
+def test_drop_policy_with_batch_check_withholds_group_fakes():
+    from safegen_guard.adaptive import BatchCheck
+
+    reference = _discs16(120, 0, radius=5.0, level=0.6)
+    fakes = _discs16(40, 1, radius=7.0, level=0.9)  # pass the guard, fake as a group
+    check = BatchCheck(reference, steps=40, min_batch=8)
+    result = guarded_sample(_AcceptAll16(), lambda n: fakes[:n], 40, "drop", batch_check=check)
+    assert len(result.rejected) >= 34 and len(result.images) == 40 - len(result.rejected)
+    assert all("batch_realism" in r for r in result.rejected.verdict.reasons)
+    assert "batch_realism" in result.verdict.view_p_values
+    with pytest.raises(TypeError, match="`batch_check` must be a BatchCheck or None, got dict"):
+        SamplingPolicy(_AcceptAll16(), "drop", batch_check={})

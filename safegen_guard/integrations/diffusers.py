@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from diffusers.utils import BaseOutput, numpy_to_pil
 
+from safegen_guard.adaptive import BatchCheck
 from safegen_guard.sampling import (
     POLICIES,
     Images,
@@ -108,9 +109,15 @@ class SafeGenFilter:
             ``heatmaps``; needs an attached explainer).
         return_masks: also return the ``[N, 1, H, W]`` bool anomaly masks.
         audit_log: path of an append-only JSONL audit log (one line per sampled image).
+        batch_check: also run the batch realism test on every round
+            (:class:`~safegen_guard.adaptive.BatchCheck`: real reference slices prepared like
+            the training data): samples that a classifier trained on the round tells from
+            real scans are rejected too, reason ``"batch_realism"``. Use batches of a few
+            dozen images.
 
     Raises:
-        TypeError: ``guard`` has no ``evaluate`` method, or ``explain`` is not a bool/tuple.
+        TypeError: ``guard`` has no ``evaluate`` method, ``explain`` is not a bool/tuple, or
+            ``batch_check`` is not a ``BatchCheck``.
         ValueError: unknown ``policy``, ``max_rounds < 1``, or ``explain`` requested from a
             guard without an explainer.
 
@@ -130,6 +137,7 @@ class SafeGenFilter:
         explain: bool | tuple[str, ...] = False,
         return_masks: bool = False,
         audit_log: str | os.PathLike | None = None,
+        batch_check: BatchCheck | None = None,
     ) -> None:
         if not isinstance(return_masks, bool):
             raise TypeError(f"`return_masks` must be a bool, got {return_masks!r}")
@@ -140,6 +148,7 @@ class SafeGenFilter:
             explain=explain,
             audit_log=audit_log,
             source="diffusers",
+            batch_check=batch_check,
         )
         self.return_masks = return_masks
 

@@ -263,3 +263,14 @@ def test_bad_call_arguments(rule_guard):
         SafeGenGuardComponent.from_guard(rule_guard)
     with pytest.raises(TypeError, match="`safety_guard` must be a SafeGenGuardComponent"):
         SafeGenDDPMPipeline(unet=_unet(), scheduler=DDPMScheduler(), safety_guard="guard")
+
+
+def test_batch_check_rejects_a_batch_of_untrained_samples(tiny_guard, tiny_real, pipe):
+    from safegen_guard.adaptive import BatchCheck
+
+    check = BatchCheck(tiny_real["val"], steps=40, min_batch=8)
+    out = _call(tiny_guard, pipe, "flag", n=16, batch_check=check)
+    fired = torch.tensor(["batch_realism" in r for r in out.verdict.reasons])
+    assert float(fired.float().mean()) >= 0.75  # an untrained DDPM's noise, fake as a group
+    assert bool(out.unsafe[fired].all())
+    assert out.verdict.view_p_values["batch_realism"].shape == (16,)
