@@ -214,3 +214,18 @@ def test_calibration_groups_survive_save_and_load(tiny_guard, tiny_real, tmp_pat
     assert torch.equal(a.p_value, b.p_value) and torch.equal(a.unsafe, b.unsafe)
     with pytest.raises(TypeError, match="integer group labels"):
         guard.calibrate(val, groups=groups.float())
+
+
+def test_guard_deep_copies_with_its_faiss_banks(tiny_guard, tiny_real):
+    """A copied guard (e.g. Lightning copying a callback) decides exactly like the original."""
+    import copy
+
+    import SimpleITK  # noqa: F401  (its SWIG vector type broke faiss's serialisation)
+
+    assert any(hasattr(v, "_nn") for v in tiny_guard.detector.views.values())
+    x = tiny_real["test"][:8]
+    a = tiny_guard.evaluate(x)  # builds the faiss indexes
+    twin = copy.deepcopy(tiny_guard)
+    assert twin.fingerprint == tiny_guard.fingerprint
+    b = twin.evaluate(x)
+    assert torch.equal(a.score, b.score) and torch.equal(a.unsafe, b.unsafe)

@@ -127,6 +127,7 @@ class NearestNeighbours:
     """
 
     def __init__(self, bank: torch.Tensor, nprobe: int = 8) -> None:
+        self._args = (bank.detach().cpu(), nprobe)
         data = np.ascontiguousarray(bank.detach().cpu().numpy(), dtype=np.float32)
         k, d = data.shape
         if k <= EXACT_SEARCH_LIMIT:
@@ -137,6 +138,12 @@ class NearestNeighbours:
             self.index.train(data)
             self.index.nprobe = nprobe
         self.index.add(data)
+
+    def __reduce__(self) -> tuple:
+        # copy/pickle by rebuilding from the bank: faiss's own index serialisation breaks when
+        # SimpleITK (a MONAI reader) is imported (both register SWIG vector types), which made
+        # ``copy.deepcopy(guard)`` fail
+        return (NearestNeighbours, self._args)
 
     def distance(self, queries: torch.Tensor, k: int = 1) -> torch.Tensor:
         """``[Q, D]`` queries -> ``[Q]`` mean Euclidean distance to the ``k`` nearest bank rows.

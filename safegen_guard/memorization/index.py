@@ -287,6 +287,13 @@ class MemorizationIndex(nn.Module):
         best = ncc.argmax(1, keepdim=True)
         return ncc.gather(1, best)[:, 0], rows.gather(1, best)[:, 0]
 
+    def __getstate__(self) -> dict:
+        # copy/pickle without the faiss index (rebuilt on first use): faiss's serialisation
+        # breaks when SimpleITK is imported, which made ``copy.deepcopy(guard)`` fail
+        state = self.__dict__.copy()
+        state["_knn"] = None
+        return state
+
     @property
     def knn(self):
         """The faiss index over ``embeddings`` (built on first use, rebuilt after loading)."""

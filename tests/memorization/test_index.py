@@ -102,3 +102,17 @@ def test_slice_labels_name_the_source_slice() -> None:
         slice_labels(ct)[1].startswith("ct_phantom/val/subject060_z")
         and "~1" in slice_labels(ct)[1]
     )
+
+
+def test_index_deep_copies_with_simpleitk_imported(tiny_index, copy_data):
+    """faiss's own index serialisation breaks once SimpleITK is imported; copies rebuild."""
+    import copy
+
+    import SimpleITK  # noqa: F401  (MONAI's reader; registers a clashing SWIG vector type)
+
+    x = copy_data["train"][:4]
+    before = tiny_index.check(x)  # builds the faiss index
+    twin = copy.deepcopy(tiny_index)
+    after = twin.check(x)
+    assert torch.equal(after.nearest_index, before.nearest_index)
+    assert torch.equal(after.memorized, before.memorized)
