@@ -200,6 +200,7 @@ def test_info(guard_dir, explained_guard_dir, capsys):
     text = capsys.readouterr().out
     assert "32x32" in text and "unsafe if p <= 0.05" in text
     assert "none: --explain is unavailable" in text and "real reference images" in text
+    assert "1 preparation group(s)" in text  # tensors given to Guard.fit: one group
     assert "memorization none: copies of training images are not checked" in text
     assert "(modality not given: union of the MRI and CT defaults)" in text
     assert main(["info", str(explained_guard_dir)]) == 0
