@@ -33,7 +33,8 @@ class GuardConfig:
         coarse_noise_res: Resolution of that noise before bilinear up-sampling.
         modality: ``"mri"``, ``"ct"`` or ``None`` (unknown). It chooses the default ``views``;
             :meth:`Guard.fit <safegen_guard.Guard.fit>` and ``safegen fit`` take it from a
-            named data set when no config is given.
+            named data set when the config leaves it unset and its views to the default
+            (:meth:`with_data_modality`).
         views: Registered detector views to use. ``None`` (default) resolves at construction
             to ``default_views(modality)``: the views the leave-one-family-out protocol chose
             for that modality, or their union when it is unknown (see
@@ -99,6 +100,9 @@ class GuardConfig:
         check_probability(self.pixel_fpr, "pixel_fpr")
         if self.modality is not None:
             check_choice(self.modality, "modality", MODALITIES)
+        # remembered (not a field): whether ``views`` is the modality's default, so that a
+        # named data set's modality may still choose them (``with_data_modality``)
+        object.__setattr__(self, "_views_defaulted", self.views is None)
         if self.views is None:
             object.__setattr__(self, "views", default_views(self.modality))
         if isinstance(self.views, str) or not self.views:
@@ -117,6 +121,28 @@ class GuardConfig:
             raise ValueError(
                 f"`realism_learning_rate` must be > 0, got {self.realism_learning_rate!r}"
             )
+
+    @property
+    def views_defaulted(self) -> bool:
+        """Whether ``views`` was left to ``default_views(modality)`` (not named)."""
+        return bool(self.__dict__.get("_views_defaulted", False))
+
+    def with_data_modality(self, modality: str | None) -> GuardConfig:
+        """This config for data of ``modality`` (e.g. a named data set's).
+
+        A config that leaves both ``modality`` and ``views`` unset gets the modality and,
+        with it, that modality's default views; any other config is returned unchanged (a
+        modality or views the user set are never overridden).
+
+        Example:
+            >>> GuardConfig().with_data_modality("mri").views
+            ('denoise', 'texture', 'image_density')
+            >>> GuardConfig(views=("texture",)).with_data_modality("mri").views
+            ('texture',)
+        """
+        if modality is None or self.modality is not None or not self.views_defaulted:
+            return self
+        return GuardConfig.from_dict({**self.to_dict(), "modality": modality, "views": None})
 
     @property
     def needs_realism(self) -> bool:
@@ -173,6 +199,6 @@ class GuardConfig:
         if unknown:
             raise ValueError(f"unknown GuardConfig field(s) {unknown}")
         d = dict(data)
-        if "views" in d:
+        if d.get("views") is not None:
             d["views"] = tuple(d["views"])
         return cls(**d)

@@ -148,8 +148,9 @@ class Guard(nn.Module):
             real_data: A dataset name (``"mni152"``, ``"ct_phantom"``) or path, whose
                 ``train`` split trains and ``val`` split calibrates; or a ``SliceDataset`` /
                 ``[N, C, H, W]`` tensor of real training images in ``[0, 1]``.
-            config: Settings; default ``GuardConfig.profile("quick")`` with the modality of a
-                named dataset (so its default views).
+            config: Settings; default ``GuardConfig.profile("quick")``. A named data set's
+                modality (and so its default views) fills a config that leaves ``modality``
+                and ``views`` unset (:meth:`GuardConfig.with_data_modality`).
             calibration_data: Real held-out images for calibration. Required when
                 ``real_data`` is a tensor or dataset (never taken from the training images).
             calibration_groups: ``[M]`` integer label per calibration image of the valid
@@ -168,12 +169,16 @@ class Guard(nn.Module):
         modality = dataset_modality(real_data)
         if config is None:
             config = GuardConfig.profile("quick", modality=modality)
+        elif config.views_defaulted and config.modality is None and modality is not None:
+            config = config.with_data_modality(modality)
+            log.info("%r is %s data: using its default views %s", real_data, modality, config.views)
         elif (
             config.modality is None and modality is not None and config.views == default_views(None)
         ):
+            # the union named explicitly (or a copied config that lost track of its default)
             warnings.warn(
-                f"{real_data!r} is {modality.upper()} data but the config has modality=None, so "
-                f"the guard uses the views chosen for unknown data {list(config.views)}; pass "
+                f"{real_data!r} is {modality.upper()} data but the config has modality=None and "
+                f"the views chosen for unknown data {list(config.views)}; pass "
                 f"GuardConfig(..., modality={modality!r}) for the views chosen for "
                 f"{modality.upper()}",
                 UserWarning,

@@ -176,13 +176,32 @@ def no_training(monkeypatch):
     monkeypatch.setattr(guard_fit, "load_fit_data", _stop)
 
 
-def test_fit_warns_when_a_named_modality_meets_a_config_without_one(no_training):
-    # `GuardConfig.profile("quick")` resolves its views for unknown data (the union); fitting
-    # it on a named MRI data set must say so instead of silently using the union.
+def test_fit_takes_the_modality_of_named_data_when_the_config_leaves_it(monkeypatch, recwarn):
+    # `GuardConfig.profile("quick")` leaves modality and views unset; fitting it on a named
+    # data set must use that modality's views, not the union chosen for unknown data.
+    import dataclasses
+
+    import safegen_guard.guard_fit as guard_fit
+    from safegen_guard.detector.registry import default_views
+
+    seen = []
+
+    def capture(real_data, calibration_data, config, *args):
+        seen.append(config)
+        raise _Stop
+
+    monkeypatch.setattr(guard_fit, "load_fit_data", capture)
+    for data, modality in (("mni152", "mri"), ("ct_phantom", "ct")):
+        with pytest.raises(_Stop):
+            Guard.fit(data, GuardConfig.profile("tiny"))
+        assert seen[-1].modality == modality and seen[-1].views == default_views(modality)
+        assert seen[-1].image_size == 32  # the rest of the config is kept
+    assert not [w for w in recwarn if "modality" in str(w.message)]
+    # a copy of the config no longer knows its views were defaulted: say so instead
+    copied = dataclasses.replace(GuardConfig.profile("tiny"), max_steps=5)
     with pytest.warns(UserWarning, match="modality='mri'"), pytest.raises(_Stop):
-        Guard.fit("mni152", GuardConfig.profile("tiny"))
-    with pytest.warns(UserWarning, match="modality='ct'"), pytest.raises(_Stop):
-        Guard.fit("ct_phantom", GuardConfig.profile("tiny"))
+        Guard.fit("mni152", copied)
+    assert seen[-1].views == default_views(None)
 
 
 def test_fit_stays_quiet_when_the_modality_is_known(no_training, recwarn):
