@@ -127,6 +127,22 @@ class GuardConfig:
         """Whether ``views`` was left to ``default_views(modality)`` (not named)."""
         return bool(self.__dict__.get("_views_defaulted", False))
 
+    def replace(self, **changes: Any) -> GuardConfig:
+        """A copy with ``changes``; views left to the default stay the default.
+
+        Unlike ``dataclasses.replace`` (which passes the resolved ``views`` on as if named),
+        a config whose ``views`` were defaulted re-resolves them for the new ``modality`` and
+        can still take a named data set's modality in ``Guard.fit``.
+
+        Example:
+            >>> GuardConfig().replace(modality="ct").views
+            ('recon', 'noise', 'texture', 'ring', 'patch_density')
+        """
+        data = {**self.to_dict(), **changes}
+        if self.views_defaulted and "views" not in changes:
+            data["views"] = None
+        return GuardConfig.from_dict(data)
+
     def with_data_modality(self, modality: str | None) -> GuardConfig:
         """This config for data of ``modality`` (e.g. a named data set's).
 
@@ -142,7 +158,7 @@ class GuardConfig:
         """
         if modality is None or self.modality is not None or not self.views_defaulted:
             return self
-        return GuardConfig.from_dict({**self.to_dict(), "modality": modality, "views": None})
+        return self.replace(modality=modality)
 
     @property
     def needs_realism(self) -> bool:

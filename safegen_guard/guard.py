@@ -175,7 +175,8 @@ class Guard(nn.Module):
         elif (
             config.modality is None and modality is not None and config.views == default_views(None)
         ):
-            # the union named explicitly (or a copied config that lost track of its default)
+            # the union named explicitly (or a ``dataclasses.replace`` copy, which cannot know
+            # its views were defaulted; ``GuardConfig.replace`` keeps track)
             warnings.warn(
                 f"{real_data!r} is {modality.upper()} data but the config has modality=None and "
                 f"the views chosen for unknown data {list(config.views)}; pass "

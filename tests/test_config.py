@@ -90,3 +90,16 @@ def test_from_dict_unknown_field():
         GuardConfig.from_dict(d)
     with pytest.raises(ValueError, match=r"`image_size` must be a positive int, got -1"):
         GuardConfig.from_dict({"image_size": -1})
+
+
+def test_replace_keeps_defaulted_views_defaulted():
+    base = GuardConfig.profile("tiny")
+    assert base.views_defaulted
+    ct = base.replace(modality="ct")
+    assert ct.views == default_views("ct") and ct.views_defaulted and ct.image_size == 32
+    named = GuardConfig.profile("tiny", views=("texture",))
+    assert not named.views_defaulted
+    assert named.replace(modality="ct").views == ("texture",)  # named views are kept
+    assert base.replace(views=("ring",)).views == ("ring",)
+    with pytest.raises(ValueError, match="unknown GuardConfig field"):
+        base.replace(nonsense=1)

@@ -197,7 +197,10 @@ def test_fit_takes_the_modality_of_named_data_when_the_config_leaves_it(monkeypa
         assert seen[-1].modality == modality and seen[-1].views == default_views(modality)
         assert seen[-1].image_size == 32  # the rest of the config is kept
     assert not [w for w in recwarn if "modality" in str(w.message)]
-    # a copy of the config no longer knows its views were defaulted: say so instead
+    # GuardConfig.replace keeps track of defaulted views; dataclasses.replace cannot: warn
+    with pytest.raises(_Stop):
+        Guard.fit("mni152", GuardConfig.profile("tiny").replace(max_steps=5))
+    assert seen[-1].views == default_views("mri") and seen[-1].max_steps == 5
     copied = dataclasses.replace(GuardConfig.profile("tiny"), max_steps=5)
     with pytest.warns(UserWarning, match="modality='mri'"), pytest.raises(_Stop):
         Guard.fit("mni152", copied)
