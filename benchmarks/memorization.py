@@ -119,8 +119,19 @@ def scale(
     """
     import faiss
 
+    before = (faiss.omp_get_max_threads(), torch.get_num_threads())
     faiss.omp_set_num_threads(threads)
     torch.set_num_threads(threads)
+    try:  # restore the caller's thread counts: later fits in the process depend on them
+        return _scale(n, dim, queries, nprobe, seed, ivf_threshold)
+    finally:
+        faiss.omp_set_num_threads(before[0])
+        torch.set_num_threads(before[1])
+
+
+def _scale(n: int, dim: int, queries: int, nprobe: int, seed: int, ivf_threshold: int) -> dict:
+    import faiss
+
     g = torch.Generator().manual_seed(seed)
     emb = torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=1)
     rows_q = torch.randint(0, n, (queries,), generator=g)

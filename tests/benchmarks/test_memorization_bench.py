@@ -10,7 +10,9 @@ from benchmarks.memorization import _figure, _run_training_set, scale
 
 
 def test_scale_reports_ivf_timing_and_recall_on_a_small_index():
+    threads = torch.get_num_threads()
     out = scale(3000, 16, queries=40, nprobe=8, seed=0, threads=1, ivf_threshold=1000)
+    assert torch.get_num_threads() == threads  # the caller's setting is restored
     assert out["index"] == "IndexIVFFlat" and out["nlist"] == 54 and out["threads"] == 1
     assert out["embeddings_mb"] > 0 and out["build_s"] >= 0
     near, fresh = out["near_duplicate"], out["fresh_random"]
