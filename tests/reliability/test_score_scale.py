@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from safegen_guard.cli import main
@@ -40,8 +41,15 @@ def inputs(tiny_real, tmp_path):
 
 
 def _score(guard_dir, inputs, out, *extra) -> int:
+    """Score in this process at one thread, like the subprocesses (OMP_NUM_THREADS=1) that
+    the tests compare with: verdicts are bitwise equal only at equal thread counts."""
     args = ["score", str(inputs), "--guard", str(guard_dir), "--out", str(out)]
-    return main([*args, "--batch-size", "2", "--overlays", "all", *extra])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return main([*args, "--batch-size", "2", "--overlays", "all", *extra])
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _records(out: Path) -> list[dict]:
