@@ -167,13 +167,13 @@ class Guard(nn.Module):
         from safegen_guard.guard_fit import load_fit_data
 
         modality = dataset_modality(real_data)
-        if config is None:
-            config = GuardConfig.profile("quick", modality=modality)
-        elif config.views_defaulted and config.modality is None and modality is not None:
-            config = config.with_data_modality(modality)
+        given = config
+        config = GuardConfig.profile("quick") if config is None else config
+        config = config.with_data_modality(modality)
+        if given is not None and config is not given:
             log.info("%r is %s data: using its default views %s", real_data, modality, config.views)
         elif (
-            config.modality is None and modality is not None and config.views == default_views(None)
+            modality is not None and config.modality is None and config.views == default_views(None)
         ):
             # the union named explicitly (or a ``dataclasses.replace`` copy, which cannot know
             # its views were defaulted; ``GuardConfig.replace`` keeps track)

@@ -139,11 +139,7 @@ class SamplingPolicy:
         source: str = "sampler",
         batch_check: BatchCheck | None = None,
     ) -> None:
-        self.check_inputs(guard, policy, max_rounds, explain, audit_log)
-        if batch_check is not None and not isinstance(batch_check, BatchCheck):
-            raise TypeError(
-                f"`batch_check` must be a BatchCheck or None, got {type(batch_check).__name__}"
-            )
+        self.check_inputs(guard, policy, max_rounds, explain, audit_log, batch_check)
         self.batch_check = batch_check
         self.guard = guard
         self.policy = policy
@@ -159,6 +155,7 @@ class SamplingPolicy:
         max_rounds: int,
         explain: bool | tuple[str, ...],
         audit_log: str | os.PathLike | None,
+        batch_check: BatchCheck | None = None,
     ) -> None:
         """Validate the constructor arguments (one ``raise`` per rule)."""
         if not callable(getattr(guard, "evaluate", None)):
@@ -174,6 +171,10 @@ class SamplingPolicy:
             )
         if audit_log is not None and not isinstance(audit_log, (str, os.PathLike)):
             raise TypeError(f"`audit_log` must be a path or None, got {type(audit_log).__name__}")
+        if batch_check is not None and not isinstance(batch_check, BatchCheck):
+            raise TypeError(
+                f"`batch_check` must be a BatchCheck or None, got {type(batch_check).__name__}"
+            )
 
     def run(self, sample_fn: SampleFn) -> SamplingResult:
         """Sample, judge and keep or withhold images until the policy is satisfied.
