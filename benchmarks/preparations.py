@@ -151,19 +151,32 @@ def clean_frr(
 ) -> dict:
     """False-reject rate on the test split: plain and augmented draws, per acquisition seed.
 
+    When the guard was calibrated with the named data set's augmented and plain groups, each
+    draw is also judged by ``guard.for_preparation(group)`` of its own preparation (the
+    user declares it), reported as ``"<set>, declared"``.
+
     Returns:
         ``{"plain": {set: [rate per seed]}, "augmented": {...}}`` (set ``"guard"`` without
         ``view_sets``).
     """
     from safegen_guard.data import load_dataset
+    from safegen_guard.guard_fit import AUGMENTED, PLAIN
 
     size = guard.config.image_size
+    declared = {}
+    if guard.calibrator.groups == sorted([AUGMENTED, PLAIN]):
+        declared = {
+            k: guard.for_preparation(g) for k, g in (("plain", PLAIN), ("augmented", AUGMENTED))
+        }
     out: dict[str, dict[str, list[float]]] = {"plain": {}, "augmented": {}}
     for s in seeds:
         for key, aug in (("plain", False), ("augmented", True)):
             x = load_dataset(source, "test", size, variants=4, augment=aug, seed=s).images
             for name, rate in unsafe_rates(guard, x, view_sets).items():
                 out[key].setdefault(name, []).append(rate)
+            if key in declared:
+                for name, rate in unsafe_rates(declared[key], x, view_sets).items():
+                    out[key].setdefault(f"{name}, declared", []).append(rate)
     return out
 
 

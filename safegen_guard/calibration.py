@@ -31,6 +31,11 @@ The rule, in full (no anomalous image is ever needed):
    slices). Within each bin, every group ``g`` gives its own p-value ``p_g`` against its own
    images, and ``p(x) = max_g p_g(x)``: ``P(p <= alpha) <= P(p_g <= alpha) <= alpha`` for an
    image of any group. Equivalently ``t* = max_g t*_g``. With one group this is step 3.
+   The rate is then at most ``alpha`` for every group and below it for a group whose scores
+   are narrower than another's (plain draws beside augmented ones). A user who knows which
+   preparation the judged images follow restricts the decision to those groups
+   (:meth:`Calibrator.select_groups`, ``Guard.for_preparation``): the rate is ``alpha`` for
+   them and the guard is as sensitive as their calibration images allow.
 3b. **Severity.** The conformal p-value is a step function with a floor of ``1 / (n + 1)``:
    every clearly rejected image would get the same value. The verdict's ``score`` is
    therefore ``-log10`` of the same tail computed continuously
@@ -261,6 +266,7 @@ class Calibrator(nn.Module):
         self.register_buffer("cal_fused", torch.zeros(0))
         self.register_buffer("cal_bin", torch.zeros(0, dtype=torch.long))
         self.register_buffer("cal_group", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("active_group", torch.zeros(0, dtype=torch.long))
         self.register_buffer("cal_z", torch.zeros(0, v))
         self.register_buffer("map_scale", torch.ones(v))
         self.register_buffer("tau", torch.ones(()))
@@ -275,12 +281,16 @@ class Calibrator(nn.Module):
             "cal_fused",
             "cal_bin",
             "cal_group",
+            "active_group",
             "cal_z",
             "map_scale",
         )
         if prefix + "cal_group" not in state_dict and prefix + "cal_bin" in state_dict:
             # format 4.0 guards had no preparation groups: one group
             state_dict[prefix + "cal_group"] = torch.zeros_like(state_dict[prefix + "cal_bin"])
+        if prefix + "active_group" not in state_dict and prefix + "cal_bin" in state_dict:
+            # format <= 4.1 guards decided with every group
+            state_dict[prefix + "active_group"] = torch.zeros(0, dtype=torch.long)
         for name in names:
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
@@ -341,6 +351,7 @@ class Calibrator(nn.Module):
         self.ref_stats, self.ref_bin = stats_a.float().clone(), self.assign_bins(cond_a)
         bins_b = self.assign_bins(cond_b)
         self.cal_bin, self.cal_group = bins_b, groups_b
+        self.active_group = torch.zeros(0, dtype=torch.long)
         self.cal_z = self.standardise(stats_b.float(), bins_b)
         self.cal_fused = self.cal_z.max(1).values
         for b in range(k):
@@ -353,10 +364,52 @@ class Calibrator(nn.Module):
         """Number of preparation groups among the calibration images (1 without groups)."""
         return max(1, int(self.cal_group.unique().numel()))
 
+    @property
+    def groups(self) -> list[int]:
+        """Preparation groups of the calibration images, ascending."""
+        return self.cal_group.unique().tolist()
+
+    @property
+    def decision_groups(self) -> list[int]:
+        """The groups the decisions use: :meth:`select_groups`'s choice, else all."""
+        return self.active_group.tolist() if len(self.active_group) else self.groups
+
+    def select_groups(self, groups: int | list[int] | tuple[int, ...] | None) -> None:
+        """Decide with the calibration images of these preparation groups only (step 3a).
+
+        Args:
+            groups: One group label, several, or ``None`` for every group (the default).
+
+        Raises:
+            NotFittedError: the calibrator is not fitted.
+            TypeError: a label that is not an int.
+            ValueError: no label, a repeated one, or one with no calibration images.
+        """
+        self._require_fitted()
+        if groups is None:
+            self.active_group = torch.zeros(0, dtype=torch.long)
+            return
+        labels = [groups] if isinstance(groups, int) else groups
+        if not isinstance(labels, (list, tuple)) or isinstance(groups, bool):
+            raise TypeError(f"`groups` must be an int, a list of ints or None, got {groups!r}")
+        if any(isinstance(g, bool) or not isinstance(g, int) for g in labels):
+            raise TypeError(f"`groups` must hold ints, got {list(labels)!r}")
+        if not labels or len(set(labels)) != len(labels):
+            raise ValueError(f"`groups` must name distinct groups, got {list(labels)!r}")
+        unknown = sorted(set(labels) - set(self.groups))
+        if unknown:
+            raise ValueError(
+                f"no calibration images in preparation group(s) {unknown}; "
+                f"this guard was calibrated with groups {self.groups}"
+            )
+        self.active_group = torch.tensor(sorted(labels), dtype=torch.long)
+
     def _cells(self, b: int) -> list[torch.Tensor]:
-        """``[nB]`` bool selections of half B: one per group present in bin ``b``."""
+        """``[nB]`` bool selections of half B: one per decision group present in bin ``b``."""
         in_bin = self.cal_bin == b
-        return [in_bin & (self.cal_group == g) for g in self.cal_group[in_bin].unique().tolist()]
+        use = set(self.decision_groups)
+        present = [g for g in self.cal_group[in_bin].unique().tolist() if g in use]
+        return [in_bin & (self.cal_group == g) for g in present]
 
     @staticmethod
     def _edges(cond_a: torch.Tensor, cond_b: torch.Tensor, k: int) -> torch.Tensor:

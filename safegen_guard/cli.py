@@ -371,7 +371,8 @@ def _info(args: argparse.Namespace) -> int:
         f"{guard.data_fingerprint or 'none'})",
         f"images       {cfg.image_size}x{cfg.image_size}, {cfg.channels} channel(s)",
         f"calibration  {len(cal.cal_fused)} real reference images in {cal.n_bins} bin(s) "
-        f"by foreground fraction, {cal.n_groups} preparation group(s)",
+        f"by foreground fraction, {cal.n_groups} preparation group(s) "
+        f"{cal.groups}, deciding with {cal.decision_groups}",
         f"thresholds   unsafe if p <= {cal.alpha:g} (false-reject rate); fused statistic "
         f"> [{thresholds}] per bin; pixel tau {float(cal.tau):.3g}",
         f"views        {', '.join(guard.detector.view_names)} (modality "

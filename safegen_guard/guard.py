@@ -263,6 +263,39 @@ class Guard(nn.Module):
         self._fingerprint = ""
         return self
 
+    def for_preparation(self, groups: int | list[int] | tuple[int, ...] | None) -> Guard:
+        """A copy of this guard that decides with these preparation groups' calibration only.
+
+        A guard calibrated with preparation groups (``Guard.fit`` on a named data set: its
+        augmented and plain acquisition draws, labels ``safegen_guard.guard_fit.AUGMENTED`` and
+        ``PLAIN``; or the caller's ``calibration_groups``) accepts real images of *any* group
+        at least at the requested rate, and images of a narrower group (plain draws) more
+        often than that. When the judged images follow one known preparation, e.g. a
+        generator trained on plain draws (``generators.train``'s default), the copy from
+        ``guard.for_preparation(PLAIN)`` rejects such real images at the requested rate and
+        is correspondingly more sensitive. Views, weights and maps are shared by value; only
+        the decision (p-value, threshold, severity) changes, and so does the fingerprint.
+        The choice is saved with the guard.
+
+        Args:
+            groups: One group label, several, or ``None`` for every group (the default).
+
+        Returns:
+            A new :class:`Guard`; this one is unchanged.
+
+        Raises:
+            NotFittedError: the guard is not fitted.
+            TypeError: a label that is not an int.
+            ValueError: no label, a repeated one, or one without calibration images.
+        """
+        import copy
+
+        self.calibrator._require_fitted()
+        new = copy.deepcopy(self)
+        new.calibrator.select_groups(groups)
+        new._fingerprint = ""
+        return new
+
     # --------------------------------------------------------------- evaluation
     def evaluate(
         self,
@@ -435,6 +468,8 @@ class Guard(nn.Module):
                     # one preparation group decides like no groups (format 4.0 guards had
                     # none): leaving it out keeps their fingerprints
                     continue
+                if k == "calibrator.active_group" and v.numel() == 0:
+                    continue  # every group decides (format <= 4.1 guards): same fingerprint
                 h.update(k.encode())
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
             self._fingerprint = h.hexdigest()[:16]

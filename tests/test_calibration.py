@@ -373,3 +373,69 @@ def test_state_dict_without_groups_loads_as_one_group():
     stats = torch.randn(6, 3, generator=_gen(7)) * 3
     for key, value in cal.decide(stats, _zeros(stats)).items():
         assert torch.equal(fresh.decide(stats, _zeros(stats))[key], value), key
+
+
+def test_selected_group_gets_the_requested_rate_and_more_power():
+    """Deciding with the narrow group's calibration only: its rate is alpha, not below."""
+    (sa, _), (sb, gb) = _grouped_stats(1200, 8), _grouped_stats(1200, 9)
+    test, gt = _grouped_stats(8000, 10)
+    cal = Calibrator(VIEWS, 0.05, 0.01)
+    cal.fit_images(sa, sb, torch.zeros(len(sa)), torch.zeros(len(sb)), gb)
+    both = cal.decide(test, torch.zeros(len(test)))
+    cal.select_groups(0)
+    assert cal.decision_groups == [0] and cal.groups == [0, 1]
+    only0 = cal.decide(test, torch.zeros(len(test)))
+    narrow = gt == 0
+    # with both groups the narrow group is rejected well below alpha (the wide group's
+    # threshold is higher); with its own calibration alone it is rejected at alpha
+    assert float(both["unsafe"][narrow].float().mean()) < 0.03
+    assert float(only0["unsafe"][narrow].float().mean()) == pytest.approx(0.05, abs=0.02)
+    # the same calibration images of group 0 decide: the p-value is theirs alone
+    ref = cal.cal_fused[cal.cal_group == 0]
+    torch.testing.assert_close(only0["p_value"], conformal_p_values(ref, only0["fused"]))
+    assert torch.equal(only0["unsafe"], only0["p_value"] <= 0.05)
+    assert torch.equal(only0["severity"] > -math.log10(0.05) + 1e-9, only0["unsafe"])
+    # an image rejected with both groups is rejected with one of them
+    assert bool((only0["unsafe"] | ~both["unsafe"]).all())
+    cal.select_groups(None)
+    assert cal.decision_groups == [0, 1]
+    assert torch.equal(cal.decide(test, torch.zeros(len(test)))["unsafe"], both["unsafe"])
+
+
+def test_select_groups_rejects_bad_labels_and_round_trips():
+    (sa, _), (sb, gb) = _grouped_stats(200, 11), _grouped_stats(200, 12)
+    cal = Calibrator(VIEWS, 0.1, 0.01)
+    with pytest.raises(NotFittedError):
+        cal.select_groups(0)
+    cal.fit_images(sa, sb, torch.zeros(len(sa)), torch.zeros(len(sb)), gb)
+    with pytest.raises(ValueError, match=r"no calibration images in preparation group\(s\) \[2\]"):
+        cal.select_groups([0, 2])
+    with pytest.raises(ValueError, match="distinct groups"):
+        cal.select_groups([1, 1])
+    with pytest.raises(ValueError, match="distinct groups"):
+        cal.select_groups([])
+    with pytest.raises(TypeError, match="must hold ints"):
+        cal.select_groups(["plain"])
+    with pytest.raises(TypeError, match="an int, a list of ints or None"):
+        cal.select_groups(True)
+    cal.select_groups([1])
+    fresh = Calibrator(VIEWS, 0.1, 0.01)
+    fresh.load_state_dict(cal.state_dict())
+    assert fresh.decision_groups == [1]
+    stats = torch.randn(50, 3, generator=_gen(13)) * 2 + 1
+    for key, value in cal.decide(stats, _zeros(stats)).items():
+        assert torch.equal(fresh.decide(stats, _zeros(stats))[key], value), key
+    # a refit decides with every group again
+    cal.fit_images(sa, sb, torch.zeros(len(sa)), torch.zeros(len(sb)), gb)
+    assert cal.decision_groups == [0, 1]
+
+
+def test_state_dict_without_active_groups_decides_with_all():
+    """A format 4.1 guard (no ``active_group`` buffer) decides with every group."""
+    (sa, _), (sb, gb) = _grouped_stats(200, 14), _grouped_stats(200, 15)
+    cal = Calibrator(VIEWS, 0.1, 0.01)
+    cal.fit_images(sa, sb, torch.zeros(len(sa)), torch.zeros(len(sb)), gb)
+    old = {k: v for k, v in cal.state_dict().items() if k != "active_group"}
+    fresh = Calibrator(VIEWS, 0.1, 0.01)
+    fresh.load_state_dict(old)
+    assert fresh.decision_groups == [0, 1]

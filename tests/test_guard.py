@@ -237,6 +237,22 @@ def test_calibration_groups_survive_save_and_load(tiny_guard, tiny_real, tmp_pat
     with pytest.raises(TypeError, match="integer group labels"):
         guard.calibrate(val, groups=groups.float())
 
+    # deciding with one group: a copy, saved and loaded with its choice, fingerprinted
+    one = guard.for_preparation(0)
+    assert one.calibrator.decision_groups == [0] and guard.calibrator.decision_groups == [0, 1]
+    assert one.fingerprint not in (guard.fingerprint, guard.for_preparation(1).fingerprint)
+    assert guard.for_preparation(None).fingerprint == guard.fingerprint
+    c = one.evaluate(x)
+    assert torch.equal(c.unsafe, c.p_value <= one.config.false_reject_rate)
+    assert bool((c.p_value <= a.p_value).all())  # one group's p-value <= the max over both
+    assert bool((c.unsafe | ~a.unsafe).all())  # rejected with both groups -> with one
+    reloaded = Guard.load(one.save(tmp_path / "one"))
+    assert reloaded.calibrator.decision_groups == [0]
+    assert reloaded.fingerprint == one.fingerprint
+    assert torch.equal(reloaded.evaluate(x).p_value, c.p_value)
+    with pytest.raises(ValueError, match=r"preparation group\(s\) \[3\]"):
+        guard.for_preparation(3)
+
 
 def test_guard_deep_copies_with_its_faiss_banks(tiny_guard, tiny_real):
     """A copied guard (e.g. Lightning copying a callback) decides exactly like the original."""
