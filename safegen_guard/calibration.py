@@ -378,7 +378,8 @@ class Calibrator(nn.Module):
         """Decide with the calibration images of these preparation groups only (step 3a).
 
         Args:
-            groups: One group label, several, or ``None`` for every group (the default).
+            groups: One group label, several, or ``None`` for every group (the default; naming
+                every group is the same).
 
         Raises:
             NotFittedError: the calibrator is not fitted.
@@ -402,7 +403,8 @@ class Calibrator(nn.Module):
                 f"no calibration images in preparation group(s) {unknown}; "
                 f"this guard was calibrated with groups {self.groups}"
             )
-        self.active_group = torch.tensor(sorted(labels), dtype=torch.long)
+        every = sorted(labels) == self.groups  # all of them: the default, same fingerprint
+        self.active_group = torch.tensor([] if every else sorted(labels), dtype=torch.long)
 
     def _cells(self, b: int) -> list[torch.Tensor]:
         """``[nB]`` bool selections of half B: one per decision group present in bin ``b``."""

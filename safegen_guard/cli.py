@@ -101,6 +101,21 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _preparation(text: str) -> int:
+    """``plain``/``augmented``/an integer -> a preparation-group label (argparse type)."""
+    from safegen_guard.guard_fit import AUGMENTED, PLAIN
+
+    named = {"plain": PLAIN, "augmented": AUGMENTED}
+    if text in named:
+        return named[text]
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected `plain`, `augmented` or an integer group label, got {text!r}"
+        ) from None
+
+
 def _add_score(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "score",
@@ -130,6 +145,14 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
         "--resize",
         action="store_true",
         help="resize images whose size differs from the guard's (default: skip them)",
+    )
+    s.add_argument(
+        "--preparation",
+        type=_preparation,
+        default=None,
+        help="decide with the calibration of one preparation group only: `plain` or "
+        "`augmented` (a named data set's draws) or an integer label given to `Guard.fit`; "
+        "use it when the images follow that preparation (default: every group)",
     )
     s.add_argument(
         "--batch-size",
@@ -249,6 +272,12 @@ def _score(args: argparse.Namespace) -> int:
 
     out = _output_folder(args.out)  # before any work
     guard = Guard.load(args.guard)
+    if args.preparation is not None:
+        try:
+            guard = guard.for_preparation(args.preparation)
+        except ValueError as err:  # a group the guard was not calibrated with
+            print(f"safegen: error: --preparation: {err}", file=sys.stderr)
+            return 2
     if args.explain and guard.explainer is None:
         raise NotFittedError(
             f"{args.guard} has no explainer; refit it with `safegen fit` (without --no-explainer)"

@@ -397,6 +397,9 @@ def test_selected_group_gets_the_requested_rate_and_more_power():
     assert torch.equal(only0["severity"] > -math.log10(0.05) + 1e-9, only0["unsafe"])
     # an image rejected with both groups is rejected with one of them
     assert bool((only0["unsafe"] | ~both["unsafe"]).all())
+    cal.select_groups([1, 0])  # every group: the default, stored as such
+    assert cal.decision_groups == [0, 1] and len(cal.active_group) == 0
+    cal.select_groups(0)
     cal.select_groups(None)
     assert cal.decision_groups == [0, 1]
     assert torch.equal(cal.decide(test, torch.zeros(len(test)))["unsafe"], both["unsafe"])

@@ -128,6 +128,19 @@ def test_score_explain_needs_an_explainer(inputs, guard_dir, tmp_path, capsys):
     assert len(err) == 1 and "has no explainer" in err[0] and err[0].startswith("safegen: error")
 
 
+def test_score_with_a_declared_preparation(inputs, guard_dir, tmp_path, capsys):
+    # the fixture guard was calibrated on tensors: one group, label 0
+    records, _ = _run_score(inputs, guard_dir, tmp_path / "o", "none", capsys, "--preparation", "0")
+    assert {r["guard_fingerprint"] for r in records} == {Guard.load(guard_dir).fingerprint}
+    args = ["score", str(inputs), "--guard", str(guard_dir), "--out", str(tmp_path / "p")]
+    assert main([*args, "--preparation", "plain"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no calibration images in preparation group(s) [1]" in err[0]
+    with pytest.raises(SystemExit):
+        main([*args, "--preparation", "scanner"])
+    assert "expected `plain`, `augmented` or an integer group label" in capsys.readouterr().err
+
+
 def test_missing_guard_and_unknown_dataset_give_one_line(tmp_path, capsys):
     args = ["score", str(tmp_path), "--guard", str(tmp_path / "nope"), "--out", str(tmp_path)]
     assert main(args) == 2
