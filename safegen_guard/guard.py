@@ -268,14 +268,18 @@ class Guard(nn.Module):
 
         A guard calibrated with preparation groups (``Guard.fit`` on a named data set: its
         augmented and plain acquisition draws, labels ``safegen_guard.guard_fit.AUGMENTED`` and
-        ``PLAIN``; or the caller's ``calibration_groups``) accepts real images of *any* group
-        at least at the requested rate, and images of a narrower group (plain draws) more
+        ``PLAIN``; or the caller's ``calibration_groups``) rejects real images of *any* group
+        at most at the requested rate, and images of a narrower group (plain draws) less
         often than that. When the judged images follow one known preparation, e.g. a
         generator trained on plain draws (``generators.train``'s default), the copy from
-        ``guard.for_preparation(PLAIN)`` rejects such real images at the requested rate and
-        is correspondingly more sensitive. Views, weights and maps are shared by value; only
-        the decision (p-value, threshold, severity) changes, and so does the fingerprint.
-        The choice is saved with the guard.
+        ``guard.for_preparation(PLAIN)`` rejects real images exchangeable with that group's
+        calibration images at the requested rate and is correspondingly more sensitive. It
+        loses the margin the other groups gave: real images of new subjects or other slice
+        positions can be rejected more often (measured 0.03-0.07 on plain CT test draws at
+        32/64 px with the current augmentation, up to 0.12 with the earlier, narrower one;
+        docs/realism.md). Views, weights and maps are shared by value; only the decision
+        (p-value, threshold, severity) changes, and so does the fingerprint. The choice is
+        saved with the guard.
 
         Args:
             groups: One group label, several, or ``None`` for every group (the default).
