@@ -19,8 +19,8 @@ in :class:`~safegen_guard.config.GuardConfig` ``views``::
     guard = Guard.fit("mni152", GuardConfig.profile("quick", modality="mri", views=views))
 
 Defaults depend on the modality: the leave-one-family-out protocol (``python -m
-benchmarks.loo``, docs/realism.md) chose ``image_density, texture, denoise`` on MRI and
-``patch_density, texture, ring, recon, noise`` on CT; a view that carries no evidence for a
+benchmarks.loo``, docs/realism.md) chose ``image_density, texture, denoise, noise`` on MRI
+and ``patch_density, texture, ring, recon, noise`` on CT; a view that carries no evidence for a
 modality only spends its false-reject budget (the ring detector fired on 12 % of real MRI test
 slices at 32 px). ``default_views()`` without a modality is the union, for data of unknown
 modality.

@@ -430,7 +430,7 @@ def _register_builtins() -> None:
     chosen: dict[str, bool | str] = {
         "recon": "ct",
         "denoise": "mri",
-        "noise": "ct",
+        "noise": True,
         "texture": True,
         "ring": "ct",
     }

@@ -54,7 +54,7 @@ def test_realism_views_need_a_size_divisible_by_16():
 
 def test_default_views_per_modality_are_the_protocols_choices():
     mri, ct, union = R.default_views("mri"), R.default_views("ct"), R.default_views()
-    assert set(mri) == {"image_density", "texture", "denoise"}
+    assert set(mri) == {"image_density", "texture", "denoise", "noise"}
     assert set(ct) == {"patch_density", "texture", "ring", "recon", "noise"}
     assert set(union) == set(mri) | set(ct)
     assert list(mri) == [n for n in R.list_views() if n in mri]  # column (registration) order
