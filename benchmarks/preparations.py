@@ -160,14 +160,12 @@ def clean_frr(
         ``view_sets``).
     """
     from safegen_guard.data import load_dataset
-    from safegen_guard.guard_fit import AUGMENTED, PLAIN
+    from safegen_guard.guard_fit import PREPARATION_GROUPS
 
     size = guard.config.image_size
     declared = {}
-    if guard.calibrator.groups == sorted([AUGMENTED, PLAIN]):
-        declared = {
-            k: guard.for_preparation(g) for k, g in (("plain", PLAIN), ("augmented", AUGMENTED))
-        }
+    if guard.calibrator.groups == sorted(PREPARATION_GROUPS.values()):
+        declared = {k: guard.for_preparation(g) for k, g in PREPARATION_GROUPS.items()}
     out: dict[str, dict[str, list[float]]] = {"plain": {}, "augmented": {}}
     for s in seeds:
         for key, aug in (("plain", False), ("augmented", True)):

@@ -362,7 +362,7 @@ class Calibrator(nn.Module):
     @property
     def n_groups(self) -> int:
         """Number of preparation groups among the calibration images (1 without groups)."""
-        return max(1, int(self.cal_group.unique().numel()))
+        return max(1, len(self.groups))
 
     @property
     def groups(self) -> list[int]:
@@ -409,8 +409,10 @@ class Calibrator(nn.Module):
     def _cells(self, b: int) -> list[torch.Tensor]:
         """``[nB]`` bool selections of half B: one per decision group present in bin ``b``."""
         in_bin = self.cal_bin == b
-        use = set(self.decision_groups)
-        present = [g for g in self.cal_group[in_bin].unique().tolist() if g in use]
+        present = self.cal_group[in_bin].unique().tolist()
+        if len(self.active_group):  # select_groups chose some: keep those
+            chosen = set(self.active_group.tolist())
+            present = [g for g in present if g in chosen]
         return [in_bin & (self.cal_group == g) for g in present]
 
     @staticmethod

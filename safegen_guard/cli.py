@@ -103,11 +103,10 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
 
 def _preparation(text: str) -> int:
     """``plain``/``augmented``/an integer -> a preparation-group label (argparse type)."""
-    from safegen_guard.guard_fit import AUGMENTED, PLAIN
+    from safegen_guard.guard_fit import PREPARATION_GROUPS
 
-    named = {"plain": PLAIN, "augmented": AUGMENTED}
-    if text in named:
-        return named[text]
+    if text in PREPARATION_GROUPS:
+        return PREPARATION_GROUPS[text]
     try:
         return int(text)
     except ValueError:

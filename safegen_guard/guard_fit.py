@@ -18,6 +18,9 @@ __all__ = ["FitData", "load_fit_data"]
 AUGMENTED, PLAIN = 0, 1
 """Preparation-group labels of a named data set's calibration draws (see ``Calibrator``)."""
 
+PREPARATION_GROUPS = {"augmented": AUGMENTED, "plain": PLAIN}
+"""Name -> label of those groups (``safegen score --preparation``, ``benchmarks.preparations``)."""
+
 
 class FitData(NamedTuple):
     """Real images resolved for :meth:`Guard.fit`.
