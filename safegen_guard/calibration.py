@@ -48,9 +48,14 @@ The rule, in full (no anomalous image is ever needed):
    outside everything real. It agrees with the decision: ``unsafe`` iff
    ``score > -log10(alpha)``.
 4. **Pixels.** Each view's map is divided by its 99th percentile on real foreground pixels;
-   the combined map is the pixel-wise maximum; ``tau`` is its ``1 - pixel_fpr`` quantile on
-   real foreground pixels. The reported map is ``a = c / (c + tau)`` in ``[0, 1)``, so the
-   mask ``a > 0.5`` is exactly ``c > tau``.
+   the combined map is the pixel-wise maximum over the views whose map enters the mask
+   (``View.in_mask``), box-averaged over ``(2 r + 1)^2`` pixels (``map_radius`` ``r``, see
+   :func:`map_radius`); ``tau`` is its ``1 - pixel_fpr`` quantile on real foreground pixels.
+   The reported map is ``a = c / (c + tau)`` in ``[0, 1)``, so the mask ``a > 0.5`` is
+   exactly ``c > tau``. The averaging, the views and the default ``pixel_fpr`` (0.05) were
+   chosen by the mask's Dice on the local families of the leave-one-family-out protocol,
+   each held-out family chosen without (docs/realism.md): a mask of separate hot pixels
+   matches no region a clinician would outline.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from safegen_guard.errors import NotFittedError
@@ -74,6 +80,18 @@ __all__ = [
 ]
 
 _MAX_QUANTILE_ELEMENTS = 2_000_000
+
+MAP_RADIUS_AT_64: int = 3
+"""Box radius (pixels) of the combined map's averaging at 64 px; scaled with the size."""
+
+
+def map_radius(image_size: int) -> int:
+    """Box radius of the combined map's averaging for ``image_size`` px images.
+
+    ``round(3 * image_size / 64)``: 2 at 32 px, 3 at 64, 6 at 128 (the same extent of the
+    field of view).
+    """
+    return max(1, round(MAP_RADIUS_AT_64 * image_size / 64))
 
 
 def foreground_fraction(foreground: torch.Tensor) -> torch.Tensor:
@@ -248,10 +266,17 @@ class Calibrator(nn.Module):
         false_reject_rate: Requested image false-reject rate ``alpha`` on real images.
         pixel_fpr: Requested pixel false-positive rate on real foreground pixels.
         n_bins: Number of Mondrian bins (by foreground fraction); 1 disables conditioning.
+        map_radius: Box radius of the combined map's averaging (0: none, as in guards saved
+            before format 4.3).
     """
 
     def __init__(
-        self, view_names: list[str], false_reject_rate: float, pixel_fpr: float, n_bins: int = 1
+        self,
+        view_names: list[str],
+        false_reject_rate: float,
+        pixel_fpr: float,
+        n_bins: int = 1,
+        map_radius: int = 0,
     ) -> None:
         super().__init__()
         self.view_names = list(view_names)
@@ -259,6 +284,8 @@ class Calibrator(nn.Module):
         self.pixel_fpr = check_probability(pixel_fpr, "pixel_fpr")
         if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
             raise ValueError(f"`n_bins` must be a positive int, got {n_bins!r}")
+        if isinstance(map_radius, bool) or not isinstance(map_radius, int) or map_radius < 0:
+            raise ValueError(f"`map_radius` must be an int >= 0, got {map_radius!r}")
         v = len(view_names)
         self.register_buffer("bin_edges", torch.zeros(n_bins - 1))
         self.register_buffer("ref_stats", torch.zeros(0, v))
@@ -270,6 +297,8 @@ class Calibrator(nn.Module):
         self.register_buffer("cal_z", torch.zeros(0, v))
         self.register_buffer("map_scale", torch.ones(v))
         self.register_buffer("tau", torch.ones(()))
+        self.register_buffer("map_in_mask", torch.ones(0, dtype=torch.bool))
+        self.register_buffer("map_radius", torch.tensor(map_radius, dtype=torch.long))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
@@ -284,6 +313,7 @@ class Calibrator(nn.Module):
             "active_group",
             "cal_z",
             "map_scale",
+            "map_in_mask",
         )
         if prefix + "cal_group" not in state_dict and prefix + "cal_bin" in state_dict:
             # format 4.0 guards had no preparation groups: one group
@@ -291,6 +321,10 @@ class Calibrator(nn.Module):
         if prefix + "active_group" not in state_dict and prefix + "cal_bin" in state_dict:
             # format <= 4.1 guards decided with every group
             state_dict[prefix + "active_group"] = torch.zeros(0, dtype=torch.long)
+        if prefix + "map_radius" not in state_dict and prefix + "map_scale" in state_dict:
+            # format <= 4.2 guards: every map in the mask (empty = all), no averaging
+            state_dict[prefix + "map_in_mask"] = torch.ones(0, dtype=torch.bool)
+            state_dict[prefix + "map_radius"] = torch.zeros((), dtype=torch.long)
         for name in names:
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
@@ -442,24 +476,49 @@ class Calibrator(nn.Module):
                 return edges
         return torch.zeros(0)
 
-    def fit_pixels(self, maps: torch.Tensor, foreground: torch.Tensor, seed: int = 0) -> None:
+    def fit_pixels(
+        self,
+        maps: torch.Tensor,
+        foreground: torch.Tensor,
+        seed: int = 0,
+        in_mask: list[bool] | None = None,
+    ) -> None:
         """Fit per-view map scales and ``tau`` on real images.
 
         Args:
             maps: ``[n, M, H, W]`` per-view maps of real calibration images.
             foreground: ``[n, 1, H, W]`` bool foreground.
             seed: Seed of the subsample used for huge quantiles.
+            in_mask: ``M`` flags: which maps enter the combined map (default all; at least
+                one).
+
+        Raises:
+            ValueError: ``in_mask`` of the wrong length or without a true flag.
         """
+        m = maps.shape[1]
+        flags = [True] * m if in_mask is None else [bool(f) for f in in_mask]
+        if len(flags) != m or not any(flags):
+            raise ValueError(
+                f"`in_mask` must flag {m} maps with at least one True, got {in_mask!r}"
+            )
         g = torch.Generator().manual_seed(seed)
         fg = foreground.expand_as(maps)
-        scales = [max(_quantile(maps[:, v][fg[:, v]], 0.99, g), 1e-6) for v in range(maps.shape[1])]
+        scales = [max(_quantile(maps[:, v][fg[:, v]], 0.99, g), 1e-6) for v in range(m)]
         self.map_scale = torch.tensor(scales)
+        # every map in the mask is stored as "empty" (the value of guards saved before it)
+        self.map_in_mask = torch.tensor([] if all(flags) else flags, dtype=torch.bool)
         combined = self.combine_maps(maps, raw=True)
         self.tau = torch.tensor(max(_quantile(combined[foreground], 1.0 - self.pixel_fpr, g), 1e-6))
 
     def combine_maps(self, maps: torch.Tensor, raw: bool = False) -> torch.Tensor:
         """``[B, M, H, W]`` maps -> ``[B, 1, H, W]`` combined map (``c / (c + tau)`` unless raw)."""
-        c = (maps / self.map_scale[None, :, None, None]).amax(1, keepdim=True)
+        scaled = maps / self.map_scale[None, :, None, None]
+        if len(self.map_in_mask):
+            scaled = scaled[:, self.map_in_mask]
+        c = scaled.amax(1, keepdim=True)
+        r = int(self.map_radius)
+        if r:
+            c = F.avg_pool2d(c, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
         return c if raw else c / (c + self.tau)
 
     def _cal_fused(self, columns: list[int] | None) -> torch.Tensor:

@@ -36,11 +36,12 @@ from safegen_guard.io import atomic_write_bytes, json_bytes, remove_stale_temp_f
 
 __all__ = ["FORMAT_VERSION", "write_checkpoint", "read_checkpoint", "meta_digest"]
 
-FORMAT_VERSION = "4.2"
+FORMAT_VERSION = "4.3"
 """Major version bumps when saved tensors or the folder layout change meaning; minor when
-tensors are added that older guards load without (4.2: the preparation groups a guard decides
-with, absent = all; 4.1: the calibrator's preparation groups, absent = one group). 4.0: weights
-named by their hash, ``meta_sha256`` over the whole JSON; 3.0: learned views,
+tensors are added that older guards load without (4.3: which views' maps enter the mask and
+the combined map's averaging radius, absent = every map, none; 4.2: the preparation groups a
+guard decides with, absent = all; 4.1: the calibrator's preparation groups, absent = one
+group). 4.0: weights named by their hash, ``meta_sha256`` over the whole JSON; 3.0: learned views,
 tail-significance calibration. Older guards must be re-fitted."""
 META_NAME = "guard.json"
 _WEIGHTS_RE = re.compile(r"^guard-[0-9a-f]{16}\.safetensors$")

@@ -402,7 +402,8 @@ def _info(args: argparse.Namespace) -> int:
         f"by foreground fraction, {cal.n_groups} preparation group(s) "
         f"{cal.groups}, deciding with {cal.decision_groups}",
         f"thresholds   unsafe if p <= {cal.alpha:g} (false-reject rate); fused statistic "
-        f"> [{thresholds}] per bin; pixel tau {float(cal.tau):.3g}",
+        f"> [{thresholds}] per bin; pixel tau {float(cal.tau):.3g} (mask: {cal.pixel_fpr:g} "
+        f"of real foreground pixels, maps averaged over radius {int(cal.map_radius)})",
         f"views        {', '.join(guard.detector.view_names)} (modality "
         f"{cfg.modality or 'not given: union of the MRI and CT defaults'})",
         f"memorization {_memorization_line(guard)}",

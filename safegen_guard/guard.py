@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from safegen_guard import checkpoint
-from safegen_guard.calibration import Calibrator, check_groups, foreground_fraction
+from safegen_guard.calibration import Calibrator, check_groups, foreground_fraction, map_radius
 from safegen_guard.config import GuardConfig
 from safegen_guard.data.dataset import SliceDataset
 from safegen_guard.detector.autoencoder import AutoencoderConfig
@@ -63,6 +63,7 @@ class Guard(nn.Module):
             config.false_reject_rate,
             config.pixel_fpr,
             n_bins=config.calibration_bins,
+            map_radius=map_radius(config.image_size),
         )
         self.explainer: Explainer | None = None
         self.memorization: MemorizationIndex | None = None
@@ -259,7 +260,9 @@ class Guard(nn.Module):
         stats_b, maps_b, fg_b = self._score_chunks(half_b)
         cond_a, cond_b = foreground_fraction(fg_a), foreground_fraction(fg_b)
         self.calibrator.fit_images(stats_a, stats_b, cond_a, cond_b, groups[1::2])
-        self.calibrator.fit_pixels(maps_b, fg_b, seed=self.config.seed)
+        self.calibrator.fit_pixels(
+            maps_b, fg_b, seed=self.config.seed, in_mask=self.detector.mask_views
+        )
         self._fingerprint = ""
         return self
 
@@ -474,6 +477,10 @@ class Guard(nn.Module):
                     continue
                 if k == "calibrator.active_group" and v.numel() == 0:
                     continue  # every group decides (format <= 4.1 guards): same fingerprint
+                if k == "calibrator.map_in_mask" and v.numel() == 0:
+                    continue  # every map in the mask (format <= 4.2 guards)
+                if k == "calibrator.map_radius" and int(v) == 0:
+                    continue  # no averaging (format <= 4.2 guards)
                 h.update(k.encode())
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
             self._fingerprint = h.hexdigest()[:16]

@@ -247,6 +247,56 @@ def test_combine_maps_monotone_mapping_and_mask_equivalence():
     assert bool((order_a[order_c].diff() >= 0).all())  # monotone in c
 
 
+def test_maps_left_out_of_the_mask_change_nothing_and_averaging_is_a_box():
+    """``in_mask`` drops a map from the combined map; ``map_radius`` box-averages it."""
+    maps, fg = _hand_maps(3)
+    three = torch.cat([maps, 50.0 * maps[:, :1]], 1)  # a third, huge map left out
+    cal = Calibrator(["a", "b", "c"], 0.05, 0.1, map_radius=1)
+    cal.fit_pixels(three, fg, in_mask=[True, True, False])
+    ref = Calibrator(["a", "b"], 0.05, 0.1, map_radius=1)
+    ref.fit_pixels(maps, fg)
+    c, c_ref = cal.combine_maps(three, raw=True), ref.combine_maps(maps, raw=True)
+    torch.testing.assert_close(c, c_ref)
+    assert float(cal.tau) == pytest.approx(float(ref.tau))
+    # the average over the 3x3 box (2x2 at corners, 2x3 at edges) of the pixel-wise maximum
+    peak = (maps / ref.map_scale[None, :, None, None]).amax(1, keepdim=True)
+    assert float(c[0, 0, 5, 7]) == pytest.approx(float(peak[0, 0, 4:7, 6:9].mean()), rel=1e-5)
+    assert float(c[0, 0, 0, 0]) == pytest.approx(float(peak[0, 0, :2, :2].mean()), rel=1e-5)
+    # calibrated on the averaged map: the mask's share of real foreground is pixel_fpr
+    share = float((c[fg] > cal.tau).float().mean())
+    assert abs(share - 0.1) <= 1.0 / int(fg.sum()) + 1e-9
+    fresh = Calibrator(["a", "b", "c"], 0.05, 0.1)  # radius and flags come from the state
+    fresh.load_state_dict(cal.state_dict())
+    assert int(fresh.map_radius) == 1 and fresh.map_in_mask.tolist() == [True, True, False]
+    torch.testing.assert_close(fresh.combine_maps(three), cal.combine_maps(three))
+
+
+def test_fit_pixels_and_map_radius_refuse_bad_values():
+    maps, fg = _hand_maps(4)
+    cal = Calibrator(["a", "b"], 0.05, 0.1)
+    with pytest.raises(ValueError, match=r"`in_mask` must flag 2 maps with at least one True"):
+        cal.fit_pixels(maps, fg, in_mask=[False, False])
+    with pytest.raises(ValueError, match=r"`in_mask` must flag 2 maps .*got \[True\]"):
+        cal.fit_pixels(maps, fg, in_mask=[True])
+    with pytest.raises(ValueError, match=r"`map_radius` must be an int >= 0, got -1"):
+        Calibrator(["a", "b"], 0.05, 0.1, map_radius=-1)
+    with pytest.raises(ValueError, match=r"`map_radius` must be an int >= 0, got 1.5"):
+        Calibrator(["a", "b"], 0.05, 0.1, map_radius=1.5)
+
+
+def test_state_dict_of_a_format_4_2_guard_combines_every_map_without_averaging():
+    """Guards saved before the mask's averaging load with none and every map in the mask."""
+    maps, fg = _hand_maps(5)
+    old_cal = Calibrator(["a", "b"], 0.05, 0.1)
+    old_cal.fit_pixels(maps, fg)
+    old = {k: v for k, v in old_cal.state_dict().items() if k not in ("map_radius", "map_in_mask")}
+    fresh = Calibrator(["a", "b"], 0.05, 0.1, map_radius=3)
+    fresh.load_state_dict(old)
+    assert int(fresh.map_radius) == 0 and len(fresh.map_in_mask) == 0
+    expected = (maps / old_cal.map_scale[None, :, None, None]).amax(1, keepdim=True)
+    torch.testing.assert_close(fresh.combine_maps(maps, raw=True), expected)
+
+
 def test_state_dict_round_trip_into_fresh_calibrator():
     cal = _fitted(n_b=39)
     maps, fg = _hand_maps(2)

@@ -267,3 +267,25 @@ def test_guard_deep_copies_with_its_faiss_banks(tiny_guard, tiny_real):
     assert twin.fingerprint == tiny_guard.fingerprint
     b = twin.evaluate(x)
     assert torch.equal(a.score, b.score) and torch.equal(a.unsafe, b.unsafe)
+
+
+def test_mask_is_the_averaged_maximum_of_the_maps_that_localise(tiny_guard, tiny_real):
+    """``patch_density`` decides but stays out of the mask; the maximum is box-averaged."""
+    import torch.nn.functional as F
+
+    from safegen_guard.calibration import map_radius
+
+    det, cal = tiny_guard.detector, tiny_guard.calibrator
+    names = det.map_view_names
+    assert "patch_density" in names and "patch_density" in det.view_names
+    assert cal.map_in_mask.tolist() == [n != "patch_density" for n in names]
+    assert int(cal.map_radius) == map_radius(32) == 2
+    x = tiny_real["test"][:8]
+    with torch.no_grad():
+        _, maps, _ = det.score(x)
+    keep = [i for i, n in enumerate(names) if n != "patch_density"]
+    c = (maps[:, keep] / cal.map_scale[keep][None, :, None, None]).amax(1, keepdim=True)
+    c = F.avg_pool2d(c, 5, stride=1, padding=2, count_include_pad=False)
+    v = tiny_guard.evaluate(x)
+    torch.testing.assert_close(v.anomaly_map, c / (c + cal.tau))
+    assert v.mask.any()  # not vacuous: the comparison above covers masked pixels

@@ -63,6 +63,11 @@ class Detector(nn.Module):
         """Names of the views that produce a pixel map (columns of ``maps``)."""
         return [n for n, v in self.views.items() if v.has_map]
 
+    @property
+    def mask_views(self) -> list[bool]:
+        """Per map-producing view (order of ``map_view_names``): its map enters the mask."""
+        return [bool(v.in_mask) for v in self.views.values() if v.has_map]
+
     def context(self, x: torch.Tensor) -> ScoringContext:
         """Run the autoencoder once (shared encoder, two decoder paths) -> context.
 

@@ -164,12 +164,18 @@ class PatchDensityView(View):
     top-1 % mean over the frame of the up-sampled distance map; map: that distance on the
     foreground.
 
+    Its map stays out of the combined map and mask (``in_mask``): the coarse patch grid,
+    up-sampled, marks whole patches, and with it the mask's Dice on the local families of
+    the leave-one-family-out protocol was lower on both modalities in every held-out fold
+    (validation-only kinds, product's CT views: 0.35 with, 0.38 without).
+
     Args:
         bank_size: Coreset size ``K``.
         seed: Seed of the coreset.
     """
 
     name = "patch_density"
+    in_mask = False
     fit_on_training = True
 
     def __init__(self, bank_size: int = 4096, seed: int = 0) -> None:

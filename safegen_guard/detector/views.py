@@ -126,6 +126,8 @@ class View(nn.Module):
     Attributes:
         name: Registry name.
         has_map: ``forward`` returns a pixel map (else ``None``).
+        in_mask: Its map enters the guard's combined anomaly map and mask (a view whose map
+            is a poor localiser still decides, but leaves the mask to the others).
         fit_on_training: ``fit`` sees the guard's training images (a memory bank wants as many
             real images as possible) instead of calibration half A (reference statistics of
             residuals must come from images the autoencoder never trained on).
@@ -133,6 +135,7 @@ class View(nn.Module):
 
     name: str = "view"
     has_map: bool = True
+    in_mask: bool = True
     fit_on_training: bool = False
 
     def fit(self, ctx: ScoringContext) -> None:
