@@ -1,7 +1,7 @@
 """`python -m benchmarks.run`: SAFEGEN vs baselines, offline, on the embedded data or yours.
 
 Every method is trained on the same real training slices with the same step budget and batch,
-calibrated the same way on the same real validation slices (5% false-reject rate, 0.5% pixel
+calibrated the same way on the same real validation slices (5% false-reject rate, 5% pixel
 false-positive rate), and scored on the same test sets:
 
 - clean real test slices (negatives; false-reject rate);
@@ -16,7 +16,7 @@ set in ``results.json``.
 
 Examples::
 
-    python -m benchmarks.run                          # quick suite, MRI, <= 15 min on 2 cores
+    python -m benchmarks.run                          # quick suite, MRI, ~20 min on 2 cores
     python -m benchmarks.run --modality all --suite full --out results_full
     python -m benchmarks.run --data /path/to/scans    # your NIfTI/DICOM/PNG folder
 """
