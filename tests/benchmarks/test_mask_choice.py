@@ -62,3 +62,27 @@ def test_leave_one_out_needs_two_families():
     grid = dice_grid(["good", "bad"], val, val_fg, cells[:1], [s], image_size=64)
     with pytest.raises(ValueError, match="needs two families or more"):
         leave_one_family_out(grid, cells[:1])
+
+
+def test_command_line_on_a_saved_guard(tiny_guard, tmp_path):
+    """End to end on the tiny guard: tables written, product and reference rows present."""
+    import json
+
+    from benchmarks.mask_choice import main
+
+    tiny_guard.save(tmp_path / "guard")
+    out = tmp_path / "out"
+    argv = ["--guard", str(tmp_path / "guard"), "--data", "mni152", "--test-variants", "1"]
+    result = main([*argv, "--views", "denoise,texture", "--out", str(out)])
+    saved = json.loads((out / "mask_mni152.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert "| elastic | yes |" in (out / "mask_mni152.md").read_text()
+    assert result["views"] == ["denoise", "texture"] and result["image_size"] == 32
+    fams = {r["family"] for r in result["families"]}
+    assert {"blur", "noise", "elastic", "swirl", "region_flip"} <= fams
+    for r in result["families"]:
+        assert 0.0 <= r["unseen"] <= 1.0 and 0.0 <= r["product"] <= 1.0
+        assert 0.0 < r["whole_foreground"] < 1.0
+        assert set(r["chosen"]["views"]) <= {"denoise", "texture"}
+    with pytest.raises(ValueError, match=r"need a guard holding them"):
+        main([*argv, "--views", "nope", "--out", str(out)])
