@@ -6,8 +6,8 @@ quantile of ``c`` on real foreground pixels (:mod:`safegen_guard.calibration`, s
 benchmark measures the Dice of that mask on every *local* artifact family of
 :mod:`benchmarks.families` for a grid of settings (the maps of the given views, each of them
 left out; radius; pixel rate) and, for each family ``F``, picks the setting with the best mean
-Dice on the other families and scores ``F`` with it (unseen). The product's setting is
-reported beside it on the same images.
+Dice on the other families and scores ``F`` with it (unseen). The product's setting (its
+modality's ``pixel_fpr``) is reported beside it on the same images.
 
 ``tau`` comes from fresh acquisition draws of the data set's *val* split (half augmented,
 half plain, like the guard's calibration), never from the test images the Dice is measured
@@ -37,6 +37,7 @@ from benchmarks.families import corrupt, families_for
 from benchmarks.loo import SEVERITIES, cell_seed, load_test
 from safegen_guard import Guard
 from safegen_guard.calibration import MAP_RADIUS_AT_64
+from safegen_guard.config import PIXEL_FPR_DEFAULTS
 from safegen_guard.console import run_main
 from safegen_guard.io import atomic_write_json, atomic_write_text
 from safegen_guard.metrics import dice
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
     grid = dice_grid(names, val_maps, val_fg, cells, settings, size, args.seed)
     chosen = leave_one_family_out(grid, cells)
     in_mask = [v for v in views if held[v].in_mask]
-    product = Setting(tuple(in_mask), MAP_RADIUS_AT_64, 0.05)
+    product = Setting(tuple(in_mask), MAP_RADIUS_AT_64, PIXEL_FPR_DEFAULTS[modality])
     before = Setting(tuple(views), 0, 0.005)
     for s in (product, before):
         if s not in grid:
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
         "data": str(args.data),
         "image_size": size,
         "views": views,
-        "product": {"radius": MAP_RADIUS_AT_64, "pixel_fpr": 0.05,
+        "product": {"radius": MAP_RADIUS_AT_64, "pixel_fpr": product.pixel_fpr,
                     "left_out": [v for v in views if v not in in_mask]},
         "families": rows,
         "unseen_mean": mean("unseen"),

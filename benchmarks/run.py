@@ -1,8 +1,8 @@
 """`python -m benchmarks.run`: SAFEGEN vs baselines, offline, on the embedded data or yours.
 
 Every method is trained on the same real training slices with the same step budget and batch,
-calibrated the same way on the same real validation slices (5% false-reject rate, 5% pixel
-false-positive rate), and scored on the same test sets:
+calibrated the same way on the same real validation slices (5% false-reject rate, the guard's
+pixel false-positive rate: 10% MRI, 5% CT), and scored on the same test sets:
 
 - clean real test slices (negatives; false-reject rate);
 - every artifact kind x ``mild``/``strong`` injected into copies of them, with ground-truth masks;

@@ -52,10 +52,11 @@ The rule, in full (no anomalous image is ever needed):
    (``View.in_mask``), box-averaged over ``(2 r + 1)^2`` pixels (``map_radius`` ``r``, see
    :func:`map_radius`); ``tau`` is its ``1 - pixel_fpr`` quantile on real foreground pixels.
    The reported map is ``a = c / (c + tau)`` in ``[0, 1)``, so the mask ``a > 0.5`` is
-   exactly ``c > tau``. The averaging, the views and the default ``pixel_fpr`` (0.05) were
-   chosen by the mask's Dice on the local families of the leave-one-family-out protocol,
-   each held-out family chosen without (docs/realism.md): a mask of separate hot pixels
-   matches no region a clinician would outline.
+   exactly ``c > tau``. The averaging, the views and the default ``pixel_fpr`` (per modality:
+   ``safegen_guard.config.PIXEL_FPR_DEFAULTS``) were chosen by the mask's Dice on the local
+   families of the leave-one-family-out protocol, each held-out family chosen without
+   (docs/realism.md): a mask of separate hot pixels matches no region a clinician would
+   outline.
 """
 
 from __future__ import annotations

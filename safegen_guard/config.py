@@ -8,7 +8,12 @@ from typing import Any
 from safegen_guard.detector.registry import MODALITIES, default_views, list_views, view_spec
 from safegen_guard.validation import check_choice, check_positive_int, check_probability
 
-__all__ = ["GuardConfig", "PROFILES"]
+PIXEL_FPR_DEFAULTS: dict[str | None, float] = {"mri": 0.1, "ct": 0.05, None: 0.05}
+"""Default ``pixel_fpr`` per modality (``None``: unknown). The leave-one-family-out choice of
+the mask (``python -m benchmarks.mask_choice``) took 0.1 in every MRI fold at 32 and 64 px
+(the MRI default maps localise less sharply) and 0.02-0.05 on CT; docs/realism.md."""
+
+__all__ = ["GuardConfig", "PROFILES", "PIXEL_FPR_DEFAULTS"]
 
 PROFILES = ("tiny", "quick", "full")
 
@@ -43,9 +48,11 @@ class GuardConfig:
             (only when a view needs it; see :mod:`safegen_guard.detector.realism`).
         realism_learning_rate: Its Adam learning rate.
         false_reject_rate: Requested share of real images rejected (image level).
-        pixel_fpr: Requested share of real foreground pixels in the mask (0.05: chosen by
-            the mask's Dice on held-out local artifact families; see
-            :mod:`safegen_guard.calibration`, step 4).
+        pixel_fpr: Requested share of real foreground pixels in the mask. ``None``
+            (default) resolves to the modality's (:data:`PIXEL_FPR_DEFAULTS`: MRI 0.1, CT and
+            unknown 0.05), chosen per modality by the mask's Dice on held-out local artifact
+            families (``python -m benchmarks.mask_choice``; :mod:`safegen_guard.calibration`,
+            step 4); a named data set's modality chooses it like the views.
         calibration_bins: Mondrian bins by foreground fraction (see ``calibration``).
         train_variants: Acquisition draws per training slice (named datasets only).
         calibration_variants: Acquisition draws per calibration slice (named datasets only).
@@ -72,7 +79,7 @@ class GuardConfig:
     realism_steps: int = 1000
     realism_learning_rate: float = 2e-3
     false_reject_rate: float = 0.05
-    pixel_fpr: float = 0.05
+    pixel_fpr: float | None = None
     calibration_bins: int = 3
     train_variants: int = 8
     calibration_variants: int = 32
@@ -99,9 +106,12 @@ class GuardConfig:
         ):
             check_positive_int(getattr(self, name), name)
         check_probability(self.false_reject_rate, "false_reject_rate")
-        check_probability(self.pixel_fpr, "pixel_fpr")
         if self.modality is not None:
             check_choice(self.modality, "modality", MODALITIES)
+        object.__setattr__(self, "_pixel_fpr_defaulted", self.pixel_fpr is None)
+        if self.pixel_fpr is None:
+            object.__setattr__(self, "pixel_fpr", PIXEL_FPR_DEFAULTS[self.modality])
+        check_probability(self.pixel_fpr, "pixel_fpr")
         # remembered (not a field): whether ``views`` is the modality's default, so that a
         # named data set's modality may still choose them (``with_data_modality``)
         object.__setattr__(self, "_views_defaulted", self.views is None)
@@ -143,6 +153,8 @@ class GuardConfig:
         data = {**self.to_dict(), **changes}
         if self.views_defaulted and "views" not in changes:
             data["views"] = None
+        if self.__dict__.get("_pixel_fpr_defaulted", False) and "pixel_fpr" not in changes:
+            data["pixel_fpr"] = None
         return GuardConfig.from_dict(data)
 
     def with_data_modality(self, modality: str | None) -> GuardConfig:
@@ -154,7 +166,7 @@ class GuardConfig:
 
         Example:
             >>> GuardConfig().with_data_modality("mri").views
-            ('denoise', 'texture', 'image_density')
+            ('denoise', 'noise', 'texture', 'image_density')
             >>> GuardConfig(views=("texture",)).with_data_modality("mri").views
             ('texture',)
         """

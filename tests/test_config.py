@@ -103,3 +103,22 @@ def test_replace_keeps_defaulted_views_defaulted():
     assert base.replace(views=("ring",)).views == ("ring",)
     with pytest.raises(ValueError, match="unknown GuardConfig field"):
         base.replace(nonsense=1)
+
+
+def test_pixel_fpr_defaults_per_modality_and_follows_the_data():
+    """``pixel_fpr=None`` resolves by modality; a rate the user sets is never overridden."""
+    from safegen_guard.config import PIXEL_FPR_DEFAULTS
+
+    assert PIXEL_FPR_DEFAULTS == {"mri": 0.1, "ct": 0.05, None: 0.05}
+    assert GuardConfig().pixel_fpr == 0.05
+    assert GuardConfig(modality="mri").pixel_fpr == 0.1
+    assert GuardConfig(modality="ct").pixel_fpr == 0.05
+    assert GuardConfig().with_data_modality("mri").pixel_fpr == 0.1  # a named data set's
+    assert GuardConfig(modality="mri").replace(modality="ct").pixel_fpr == 0.05
+    assert GuardConfig(modality="mri").replace(seed=3).pixel_fpr == 0.1
+    chosen = GuardConfig(pixel_fpr=0.02)
+    assert chosen.with_data_modality("mri").pixel_fpr == 0.02
+    assert chosen.replace(modality="mri").pixel_fpr == 0.02
+    # a saved config records the resolved rate, which then stays (no re-resolution on load)
+    saved = GuardConfig.from_dict(GuardConfig(modality="mri").to_dict())
+    assert saved.pixel_fpr == 0.1 and saved.replace(modality="ct").pixel_fpr == 0.1
