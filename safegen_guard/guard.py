@@ -261,7 +261,7 @@ class Guard(nn.Module):
         cond_a, cond_b = foreground_fraction(fg_a), foreground_fraction(fg_b)
         self.calibrator.fit_images(stats_a, stats_b, cond_a, cond_b, groups[1::2])
         self.calibrator.fit_pixels(
-            maps_b, fg_b, seed=self.config.seed, in_mask=self.detector.mask_views
+            maps_b, fg_b, seed=self.config.seed, in_mask=self.detector.maps_in_mask
         )
         self._fingerprint = ""
         return self

@@ -64,7 +64,7 @@ class Detector(nn.Module):
         return [n for n, v in self.views.items() if v.has_map]
 
     @property
-    def mask_views(self) -> list[bool]:
+    def maps_in_mask(self) -> list[bool]:
         """Per map-producing view (order of ``map_view_names``): its map enters the mask."""
         return [bool(v.in_mask) for v in self.views.values() if v.has_map]
 
