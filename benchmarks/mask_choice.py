@@ -31,12 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from benchmarks.families import corrupt, families_for
 from benchmarks.loo import SEVERITIES, cell_seed, load_test
 from safegen_guard import Guard
-from safegen_guard.calibration import MAP_RADIUS_AT_64
+from safegen_guard.calibration import MAP_RADIUS_AT_64, map_radius, max_average
 from safegen_guard.config import PIXEL_FPR_DEFAULTS
 from safegen_guard.console import run_main
 from safegen_guard.io import atomic_write_json, atomic_write_text
@@ -44,7 +43,7 @@ from safegen_guard.metrics import dice
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Setting", "MapCell", "dice_grid", "leave_one_family_out", "main"]
+__all__ = ["Setting", "MapCell", "dice_grid", "family_mean", "leave_one_family_out", "main"]
 
 RADII: tuple[int, ...] = (0, 1, 2, 3, 4)
 """Averaging radii at 64 px (scaled with the image size like the product's)."""
@@ -86,11 +85,11 @@ class MapCell:
     foreground: torch.Tensor | None = None
 
 
-def _combined(maps: torch.Tensor, cols: list[int], radius: int) -> torch.Tensor:
-    c = maps[:, cols].float().amax(1, keepdim=True)
-    if radius:
-        c = F.avg_pool2d(c, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
-    return c
+def family_mean(
+    grid: dict[Setting, list[float]], cells: list[MapCell], setting: Setting, family: str
+) -> float:
+    """Mean Dice of ``setting`` over the cells of ``family`` (``grid`` from :func:`dice_grid`)."""
+    return float(np.mean([d for d, c in zip(grid[setting], cells) if c.family == family]))
 
 
 def dice_grid(
@@ -123,11 +122,11 @@ def dice_grid(
     )
     for (views, radius), same in groups:
         cols = [map_names.index(v) for v in views]
-        r = round(radius * image_size / 64)
-        real = _combined(val_maps, cols, r)[val_foreground]
+        r = map_radius(image_size, radius)  # scaled as the product scales its own
+        real = max_average(val_maps[:, cols].float(), r)[val_foreground]
         if real.numel() > _MAX_PIXELS:
             real = real[torch.randperm(real.numel(), generator=g)[:_MAX_PIXELS]]
-        combined = [_combined(c.maps, cols, r) for c in cells]
+        combined = [max_average(c.maps[:, cols].float(), r) for c in cells]
         for s in same:
             tau = float(torch.quantile(real, 1.0 - s.pixel_fpr))
             out[s] = [float(dice(cm > tau, c.gt).mean()) for cm, c in zip(combined, cells)]
@@ -147,17 +146,13 @@ def leave_one_family_out(
         ``{family: (chosen setting, mean Dice of the family's cells with it)}``.
     """
     families = sorted({c.family for c in cells})
-
-    def family_mean(setting: Setting, family: str) -> float:
-        return float(np.mean([d for d, c in zip(grid[setting], cells) if c.family == family]))
-
     out = {}
     for fam in families:
         others = [f for f in families if f != fam]
         if not others:
             raise ValueError(f"leave-one-family-out needs two families or more, got {families}")
-        best = max(grid, key=lambda s: np.mean([family_mean(s, f) for f in others]))
-        out[fam] = (best, family_mean(best, fam))
+        best = max(grid, key=lambda s: np.mean([family_mean(grid, cells, s, f) for f in others]))
+        out[fam] = (best, family_mean(grid, cells, best, fam))
     return out
 
 
@@ -261,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
             grid.update(dice_grid(names, val_maps, val_fg, cells, [s], size, args.seed))
 
     def fam_mean(s: Setting, fam: str) -> float:
-        return float(np.mean([d for d, c in zip(grid[s], cells) if c.family == fam]))
+        return family_mean(grid, cells, s, fam)
 
     # the trivial reference: the whole foreground as the mask
     whole = {f: float(np.mean([dice(c.foreground, c.gt).mean() for c in cells if c.family == f]))

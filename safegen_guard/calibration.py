@@ -86,13 +86,27 @@ MAP_RADIUS_AT_64: int = 3
 """Box radius (pixels) of the combined map's averaging at 64 px; scaled with the size."""
 
 
-def map_radius(image_size: int) -> int:
+def map_radius(image_size: int, radius_at_64: int = MAP_RADIUS_AT_64) -> int:
     """Box radius of the combined map's averaging for ``image_size`` px images.
 
-    ``round(3 * image_size / 64)``: 2 at 32 px, 3 at 64, 6 at 128 (the same extent of the
-    field of view).
+    ``radius_at_64`` scaled with the size, at least 1 unless it is 0: the default gives 2 at
+    32 px, 3 at 64, 6 at 128 (the same extent of the field of view).
     """
-    return max(1, round(MAP_RADIUS_AT_64 * image_size / 64))
+    if radius_at_64 == 0:
+        return 0
+    return max(1, round(radius_at_64 * image_size / 64))
+
+
+def max_average(maps: torch.Tensor, radius: int) -> torch.Tensor:
+    """``[B, M, H, W]`` -> ``[B, 1, H, W]``: pixel-wise maximum, box-averaged.
+
+    The box is ``(2 radius + 1)^2`` pixels; at the border only the pixels inside the frame
+    are averaged. ``radius`` 0: the maximum alone.
+    """
+    c = maps.amax(1, keepdim=True)
+    if radius:
+        c = F.avg_pool2d(c, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+    return c
 
 
 def foreground_fraction(foreground: torch.Tensor) -> torch.Tensor:
@@ -301,6 +315,25 @@ class Calibrator(nn.Module):
         self.register_buffer("map_in_mask", torch.ones(0, dtype=torch.bool))
         self.register_buffer("map_radius", torch.tensor(map_radius, dtype=torch.long))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    def legacy_defaults(self) -> set[str]:
+        """Buffers holding the value that guards of older formats, which lack them, imply.
+
+        :meth:`_load_from_state_dict` fills these in for older guards; the guard's fingerprint
+        leaves them out, so that those guards keep theirs: one preparation group
+        (``cal_group``, format 4.0), every group deciding (``active_group``, <= 4.1), every
+        map in the mask and no averaging (``map_in_mask``, ``map_radius``, <= 4.2).
+        """
+        out = set()
+        if self.cal_group.unique().numel() <= 1:
+            out.add("cal_group")
+        if self.active_group.numel() == 0:
+            out.add("active_group")
+        if self.map_in_mask.numel() == 0:
+            out.add("map_in_mask")
+        if int(self.map_radius) == 0:
+            out.add("map_radius")
+        return out
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         # Calibration buffers are sized by the calibration data: take the saved shapes.
@@ -516,10 +549,7 @@ class Calibrator(nn.Module):
         scaled = maps / self.map_scale[None, :, None, None]
         if len(self.map_in_mask):
             scaled = scaled[:, self.map_in_mask]
-        c = scaled.amax(1, keepdim=True)
-        r = int(self.map_radius)
-        if r:
-            c = F.avg_pool2d(c, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+        c = max_average(scaled, int(self.map_radius))
         return c if raw else c / (c + self.tau)
 
     def _cal_fused(self, columns: list[int] | None) -> torch.Tensor:

@@ -470,17 +470,11 @@ class Guard(nn.Module):
             h.update(json.dumps(self._explainer_spec(), sort_keys=True, default=str).encode())
             mem = self.memorization.config_dict() if self.memorization is not None else None
             h.update(json.dumps(mem, sort_keys=True, default=str).encode())
+            # buffers at the value older formats imply: left out, so those guards keep theirs
+            legacy = {f"calibrator.{k}" for k in self.calibrator.legacy_defaults()}
             for k, v in sorted(self.state_dict().items()):
-                if k == "calibrator.cal_group" and v.unique().numel() <= 1:
-                    # one preparation group decides like no groups (format 4.0 guards had
-                    # none): leaving it out keeps their fingerprints
+                if k in legacy:
                     continue
-                if k == "calibrator.active_group" and v.numel() == 0:
-                    continue  # every group decides (format <= 4.1 guards): same fingerprint
-                if k == "calibrator.map_in_mask" and v.numel() == 0:
-                    continue  # every map in the mask (format <= 4.2 guards)
-                if k == "calibrator.map_radius" and int(v) == 0:
-                    continue  # no averaging (format <= 4.2 guards)
                 h.update(k.encode())
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
             self._fingerprint = h.hexdigest()[:16]

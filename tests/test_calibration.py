@@ -295,6 +295,19 @@ def test_state_dict_of_a_format_4_2_guard_combines_every_map_without_averaging()
     assert int(fresh.map_radius) == 0 and len(fresh.map_in_mask) == 0
     expected = (maps / old_cal.map_scale[None, :, None, None]).amax(1, keepdim=True)
     torch.testing.assert_close(fresh.combine_maps(maps, raw=True), expected)
+    # those buffers are the ones the guard's fingerprint leaves out (older guards keep theirs)
+    assert fresh.legacy_defaults() == {"cal_group", "active_group", "map_in_mask", "map_radius"}
+    new = Calibrator(["a", "b", "c"], 0.05, 0.1, map_radius=2)
+    new.fit_pixels(torch.cat([maps, maps[:, :1]], 1), fg, in_mask=[True, True, False])
+    assert new.legacy_defaults() == {"cal_group", "active_group"}
+
+
+def test_map_radius_scales_with_the_size():
+    from safegen_guard.calibration import map_radius
+
+    assert [map_radius(s) for s in (32, 64, 128)] == [2, 3, 6]
+    assert map_radius(32, 1) == 1 and map_radius(128, 1) == 2  # at least 1 unless 0
+    assert map_radius(128, 0) == 0
 
 
 def test_state_dict_round_trip_into_fresh_calibrator():
