@@ -13,7 +13,11 @@ the MNI152 test slices this module builds three alternative preparations of the 
   different field of view: the head appears about 10 % larger).
 
 ``python -m benchmarks.preparations --guard DIR`` reports the FRR on each, and on the test
-split's plain and augmented draws over several acquisition seeds, as JSON and Markdown.
+split's plain and augmented draws over several acquisition seeds, as JSON and Markdown. A
+rate measured on ``n`` real images has a binomial spread of ``sqrt(alpha (1 - alpha) / n)``
+(0.026 at ``alpha = 0.05`` on the 72 MRI test images of one draw at ``--variants 4``, wider
+than a +-0.02 band), so the report also pools the draws and gives the exact (Clopper-Pearson)
+95 % interval of the pooled rate (:func:`pooled_rate`); ``--variants`` draws more images.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = [
     "view_columns",
     "unsafe_rates",
     "clean_frr",
+    "pooled_rate",
     "main",
 ]
 
@@ -143,11 +148,48 @@ def unsafe_rates(
     return out
 
 
+def pooled_rate(rates: list[float], n: int) -> dict[str, float | int]:
+    """Pool per-draw rejection rates of ``n`` images each; exact 95 % binomial interval.
+
+    Args:
+        rates: Rejection rate of each draw (rounded to 3 digits: ``round(rate * n)``
+            recovers the count for ``n < 1000``).
+        n: Images per draw.
+
+    Returns:
+        ``{"rejected": k, "images": N, "rate": k / N, "low": ..., "high": ...}``, the
+        Clopper-Pearson interval from ``scipy.stats.binomtest``.
+
+    Raises:
+        ValueError: no rates, or ``n`` not a positive int below 1000.
+
+    Example:
+        >>> pooled_rate([0.05, 0.05], 100)["rejected"]
+        10
+    """
+    from scipy.stats import binomtest
+
+    if not rates:
+        raise ValueError("`rates` must hold at least one rate, got []")
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 < n < 1000:
+        raise ValueError(f"`n` must be an int in [1, 999] (images per draw), got {n!r}")
+    k, total = sum(round(r * n) for r in rates), n * len(rates)
+    ci = binomtest(k, total).proportion_ci(confidence_level=0.95, method="exact")
+    return {
+        "rejected": k,
+        "images": total,
+        "rate": round(k / total, 4),
+        "low": round(float(ci.low), 4),
+        "high": round(float(ci.high), 4),
+    }
+
+
 def clean_frr(
     guard: Guard,
     source: str,
     seeds: tuple[int, ...] = (11, 12, 13),
     view_sets: dict[str, list[str]] | None = None,
+    variants: int = 4,
 ) -> dict:
     """False-reject rate on the test split: plain and augmented draws, per acquisition seed.
 
@@ -155,9 +197,16 @@ def clean_frr(
     draw is also judged by ``guard.for_preparation(group)`` of its own preparation (the
     user declares it), reported as ``"<set>, declared"``.
 
+    Args:
+        guard: A fitted guard.
+        source: The guard's named data set.
+        seeds: Acquisition seeds, one draw each.
+        view_sets: As in :func:`unsafe_rates`.
+        variants: Acquisition variants per test slice in each draw (more images per draw).
+
     Returns:
-        ``{"plain": {set: [rate per seed]}, "augmented": {...}}`` (set ``"guard"`` without
-        ``view_sets``).
+        ``{"plain": {set: [rate per seed]}, "augmented": {...}, "images": {"plain": n,
+        "augmented": n}}`` (set ``"guard"`` without ``view_sets``; ``n`` images per draw).
     """
     from safegen_guard.data import load_dataset
     from safegen_guard.guard_fit import PREPARATION_GROUPS
@@ -166,10 +215,11 @@ def clean_frr(
     declared = {}
     if guard.calibrator.groups == sorted(PREPARATION_GROUPS.values()):
         declared = {k: guard.for_preparation(g) for k, g in PREPARATION_GROUPS.items()}
-    out: dict[str, dict[str, list[float]]] = {"plain": {}, "augmented": {}}
+    out: dict[str, dict] = {"plain": {}, "augmented": {}, "images": {}}
     for s in seeds:
         for key, aug in (("plain", False), ("augmented", True)):
-            x = load_dataset(source, "test", size, variants=4, augment=aug, seed=s).images
+            x = load_dataset(source, "test", size, variants=variants, augment=aug, seed=s).images
+            out["images"][key] = len(x)
             for name, rate in unsafe_rates(guard, x, view_sets).items():
                 out[key].setdefault(name, []).append(rate)
             if key in declared:
@@ -194,7 +244,16 @@ def main(argv: list[str] | None = None) -> dict:
         help="also report the rates of a guard calibrated with only these views (repeatable; "
         "the guard must have been fitted with them)",
     )
+    p.add_argument(
+        "--variants",
+        type=int,
+        default=4,
+        help="acquisition variants per test slice in each draw (default 4: 72 MRI / 320 CT "
+        "images per draw)",
+    )
     args = p.parse_args(argv)
+    if not 1 <= args.variants <= 64:
+        p.error(f"--variants must be in [1, 64], got {args.variants}")
     guard = Guard.load(args.guard)
     view_sets = None
     if args.view_set:
@@ -208,7 +267,13 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "size": size,
         "data": args.data,
-        "test_split": clean_frr(guard, args.data, view_sets=view_sets),
+        "test_split": clean_frr(guard, args.data, view_sets=view_sets, variants=args.variants),
+    }
+    images = result["test_split"]["images"]
+    result["pooled"] = {
+        key: {name: pooled_rate(vals, images[key]) for name, vals in per_set.items()}
+        for key, per_set in result["test_split"].items()
+        if key != "images"
     }
     if args.data == "mni152":
         result["preparations"] = {
@@ -216,9 +281,15 @@ def main(argv: list[str] | None = None) -> dict:
             for name in PREPARATIONS
         }
     lines = [f"FRR ({args.data}, {size} px, requested {guard.config.false_reject_rate}):"]
-    for key, per_set in result["test_split"].items():
-        for name, vals in per_set.items():
-            lines.append(f"- test split, {key} draws (3 acquisition seeds), {name}: {vals}")
+    for key, per_set in result["pooled"].items():
+        for name, pool in per_set.items():
+            vals = result["test_split"][key][name]
+            lines.append(
+                f"- test split, {key} draws ({len(vals)} acquisition seeds, "
+                f"{images[key]} images each), "
+                f"{name}: {vals}; pooled {pool['rate']:.3f} "
+                f"(95 % CI {pool['low']:.3f}-{pool['high']:.3f})"
+            )
     for key, per_set in result.get("preparations", {}).items():
         for name, val in per_set.items():
             lines.append(f"- other preparation `{key}`, {name}: {val}")
