@@ -8,9 +8,10 @@ from safegen_guard.data.ct_phantom import (
     SUBJECT_SPLITS,
     render_phantom_hu,
     simulate_ct,
+    split_subjects,
 )
 
-N_VAL = (SUBJECT_SPLITS["val"][1] - SUBJECT_SPLITS["val"][0]) * SLICES_PER_SUBJECT
+N_VAL = len(split_subjects("val")) * SLICES_PER_SUBJECT
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def val():
 
 
 def test_shapes_ranges_masks(val):
-    assert N_VAL == 80  # 20 calibration subjects x 4 slices
+    assert N_VAL == 240  # 60 calibration subjects x 4 slices
     assert len(val) == N_VAL and val.images.shape == (N_VAL, 1, 32, 32)
     assert val.images.dtype == torch.float32 and torch.isfinite(val.images).all()
     assert val.images.min() >= 0 and val.images.max() <= 1
@@ -31,11 +32,13 @@ def test_shapes_ranges_masks(val):
 
 
 def test_subject_splits_disjoint():
-    ranges = {s: set(range(*r)) for s, r in SUBJECT_SPLITS.items()}
+    ranges = {s: set(split_subjects(s)) for s in SUBJECT_SPLITS}
     assert not ranges["train"] & ranges["val"] and not ranges["val"] & ranges["test"]
     assert not ranges["train"] & ranges["test"]
+    assert ranges["test"] == set(range(80, 100)) and len(ranges["val"]) == 60
     test = load_dataset("ct_phantom", "test", 16, acquisition=None)
     assert set(test.info["subjects"]) == ranges["test"]
+    assert test.info["subject_ranges"] == [[80, 100]]
 
 
 def test_phantom_anatomy_hu_values():
