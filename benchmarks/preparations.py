@@ -46,6 +46,7 @@ __all__ = [
     "view_columns",
     "unsafe_rates",
     "clean_frr",
+    "unsafe_counts",
     "pooled_rate",
     "main",
 ]
@@ -116,6 +117,26 @@ def view_columns(guard: Guard, views: list[str]) -> list[int]:
     return [names.index(v) for v in views]
 
 
+def unsafe_counts(
+    guard: Guard, x: torch.Tensor, view_sets: dict[str, list[str]] | None = None
+) -> dict[str, int]:
+    """Number of ``x`` rejected by the guard, or by each of its view subsets.
+
+    Same decisions as :func:`unsafe_rates`, as exact counts (for pooling draws).
+
+    Raises:
+        ValueError: a view the guard was not fitted with.
+    """
+    if view_sets is None:
+        return {"guard": int(guard.evaluate(x).unsafe.sum())}
+    columns = {key: view_columns(guard, views) for key, views in view_sets.items()}
+    stats, cond = guard.view_statistics(x)
+    return {
+        key: int(guard.calibrator.decide(stats, cond, columns=cols)["unsafe"].sum())
+        for key, cols in columns.items()
+    }
+
+
 def unsafe_rates(
     guard: Guard, x: torch.Tensor, view_sets: dict[str, list[str]] | None = None
 ) -> dict[str, float]:
@@ -137,23 +158,14 @@ def unsafe_rates(
     Raises:
         ValueError: a view the guard was not fitted with.
     """
-    if view_sets is None:
-        return {"guard": round(float(guard.evaluate(x).unsafe.float().mean()), 3)}
-    columns = {key: view_columns(guard, views) for key, views in view_sets.items()}
-    stats, cond = guard.view_statistics(x)
-    out = {}
-    for key, cols in columns.items():
-        decision = guard.calibrator.decide(stats, cond, columns=cols)
-        out[key] = round(float(decision["unsafe"].float().mean()), 3)
-    return out
+    return {k: round(c / len(x), 3) for k, c in unsafe_counts(guard, x, view_sets).items()}
 
 
-def pooled_rate(rates: list[float], n: int) -> dict[str, float | int]:
-    """Pool per-draw rejection rates of ``n`` images each; exact 95 % binomial interval.
+def pooled_rate(rejected: list[int], n: int) -> dict[str, float | int]:
+    """Pool per-draw rejection counts of ``n`` images each; exact 95 % binomial interval.
 
     Args:
-        rates: Rejection rate of each draw (rounded to 3 digits: ``round(rate * n)``
-            recovers the count for ``n < 1000``).
+        rejected: Rejected images in each draw (each in ``[0, n]``).
         n: Images per draw.
 
     Returns:
@@ -161,19 +173,21 @@ def pooled_rate(rates: list[float], n: int) -> dict[str, float | int]:
         Clopper-Pearson interval from ``scipy.stats.binomtest``.
 
     Raises:
-        ValueError: no rates, or ``n`` not a positive int below 1000.
+        ValueError: no counts, ``n`` not a positive int, or a count outside ``[0, n]``.
 
     Example:
-        >>> pooled_rate([0.05, 0.05], 100)["rejected"]
-        10
+        >>> pooled_rate([5, 5], 100)["rate"]
+        0.05
     """
     from scipy.stats import binomtest
 
-    if not rates:
-        raise ValueError("`rates` must hold at least one rate, got []")
-    if isinstance(n, bool) or not isinstance(n, int) or not 0 < n < 1000:
-        raise ValueError(f"`n` must be an int in [1, 999] (images per draw), got {n!r}")
-    k, total = sum(round(r * n) for r in rates), n * len(rates)
+    if not rejected:
+        raise ValueError("`rejected` must hold at least one count, got []")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"`n` must be a positive int (images per draw), got {n!r}")
+    if any(not 0 <= int(c) <= n for c in rejected):
+        raise ValueError(f"every count must lie in [0, {n}], got {list(rejected)}")
+    k, total = int(sum(rejected)), n * len(rejected)
     ci = binomtest(k, total).proportion_ci(confidence_level=0.95, method="exact")
     return {
         "rejected": k,
@@ -206,7 +220,8 @@ def clean_frr(
 
     Returns:
         ``{"plain": {set: [rate per seed]}, "augmented": {...}, "images": {"plain": n,
-        "augmented": n}}`` (set ``"guard"`` without ``view_sets``; ``n`` images per draw).
+        "augmented": n}, "rejected": {"plain": {set: [count per seed]}, ...}}`` (set
+        ``"guard"`` without ``view_sets``; ``n`` images per draw).
     """
     from safegen_guard.data import load_dataset
     from safegen_guard.guard_fit import PREPARATION_GROUPS
@@ -215,16 +230,18 @@ def clean_frr(
     declared = {}
     if guard.calibrator.groups == sorted(PREPARATION_GROUPS.values()):
         declared = {k: guard.for_preparation(g) for k, g in PREPARATION_GROUPS.items()}
-    out: dict[str, dict] = {"plain": {}, "augmented": {}, "images": {}}
+    out: dict[str, dict] = {"plain": {}, "augmented": {}, "images": {}, "rejected": {}}
     for s in seeds:
         for key, aug in (("plain", False), ("augmented", True)):
             x = load_dataset(source, "test", size, variants=variants, augment=aug, seed=s).images
             out["images"][key] = len(x)
-            for name, rate in unsafe_rates(guard, x, view_sets).items():
-                out[key].setdefault(name, []).append(rate)
+            counts = unsafe_counts(guard, x, view_sets)
             if key in declared:
-                for name, rate in unsafe_rates(declared[key], x, view_sets).items():
-                    out[key].setdefault(f"{name}, declared", []).append(rate)
+                for name, c in unsafe_counts(declared[key], x, view_sets).items():
+                    counts[f"{name}, declared"] = c
+            for name, c in counts.items():
+                out[key].setdefault(name, []).append(round(c / len(x), 3))
+                out["rejected"].setdefault(key, {}).setdefault(name, []).append(c)
     return out
 
 
@@ -252,8 +269,8 @@ def main(argv: list[str] | None = None) -> dict:
         "images per draw)",
     )
     args = p.parse_args(argv)
-    if not 1 <= args.variants <= 64:
-        p.error(f"--variants must be in [1, 64], got {args.variants}")
+    if args.variants < 1:
+        p.error(f"--variants must be a positive int, got {args.variants}")
     guard = Guard.load(args.guard)
     view_sets = None
     if args.view_set:
@@ -271,9 +288,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     images = result["test_split"]["images"]
     result["pooled"] = {
-        key: {name: pooled_rate(vals, images[key]) for name, vals in per_set.items()}
-        for key, per_set in result["test_split"].items()
-        if key != "images"
+        key: {name: pooled_rate(c, images[key]) for name, c in per_set.items()}
+        for key, per_set in result["test_split"]["rejected"].items()
     }
     if args.data == "mni152":
         result["preparations"] = {

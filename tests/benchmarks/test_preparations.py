@@ -46,6 +46,8 @@ def test_clean_frr_reports_declared_preparations_of_a_grouped_guard(
         assert out[key]["guard, declared"] == [round(expected, 3)]
         assert out[key]["guard"] == [round(float(guard.evaluate(x).unsafe.float().mean()), 3)]
         assert out["images"][key] == len(x)
+        declared_count = int(guard.for_preparation(group).evaluate(x).unsafe.sum())
+        assert out["rejected"][key]["guard, declared"] == [declared_count]
 
 
 def test_pooled_rate_counts_and_exact_interval():
@@ -53,8 +55,7 @@ def test_pooled_rate_counts_and_exact_interval():
 
     from benchmarks.preparations import pooled_rate
 
-    # 1/72, 2/72, 0/72 as the report rounds them: 3 of 216 rejected
-    out = pooled_rate([0.014, 0.028, 0.0], 72)
+    out = pooled_rate([1, 2, 0], 72)  # 3 of 216 rejected
     assert (out["rejected"], out["images"]) == (3, 216)
     assert out["rate"] == pytest.approx(3 / 216, abs=1e-4)
     # Clopper-Pearson by its definition: beta quantiles of the count
@@ -62,9 +63,12 @@ def test_pooled_rate_counts_and_exact_interval():
     assert out["high"] == pytest.approx(beta.ppf(0.975, 4, 213), abs=1e-4)
     assert out["low"] < out["rate"] < out["high"]
     # one draw of 72 at the requested 0.05 cannot tell 0.03 from 0.07
-    one = pooled_rate([round(4 / 72, 3)], 72)
+    one = pooled_rate([4], 72)
     assert one["low"] < 0.03 and one["high"] > 0.07
-    with pytest.raises(ValueError, match=r"at least one rate, got \[\]"):
+    assert pooled_rate([64, 64], 1280)["rate"] == 0.05  # large draws: exact counts
+    with pytest.raises(ValueError, match=r"at least one count, got \[\]"):
         pooled_rate([], 72)
-    with pytest.raises(ValueError, match=r"`n` must be an int in \[1, 999\].*got 0"):
-        pooled_rate([0.1], 0)
+    with pytest.raises(ValueError, match=r"`n` must be a positive int.*got 0"):
+        pooled_rate([0], 0)
+    with pytest.raises(ValueError, match=r"every count must lie in \[0, 72\], got \[73\]"):
+        pooled_rate([73], 72)
